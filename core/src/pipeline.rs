@@ -1,0 +1,481 @@
+//! The pipeline: data -> baseline training -> Stage I training -> evaluation
+//! -> report, assembled from a [`PipelineConfig`] through the [`Registry`].
+//!
+//! Run directory layout:
+//!
+//! ```text
+//! <out>/pipeline.toml                 the pipeline as run
+//! <out>/data/                         rendered images, tokenizer.json
+//! <out>/checkpoints/<model>/latest/   resumable state (weights, optimizer, progress)
+//! <out>/models/<model>/               final checkpoints (rediff generate --model)
+//! <out>/report.{json,md}, quality_vs_parallelism.png
+//! ```
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Instant;
+
+use image::RgbImage;
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+
+use crate::checkpoint::{copy_varmap, read_json, StageDirs};
+use crate::config::{PipelineConfig, TrainStageConfig};
+use crate::data::{CaptionScorer, DataContext, DataSource, Sample, Split};
+use crate::error::{Error, Result};
+use crate::eval::{encode_batches, EvalItem, EvalRow, EvalRun, SamplerSpec, StepTiming};
+use crate::image_io::load_rgb;
+use crate::model::ModelBackend;
+use crate::registry::{BuildContext, LoadOptions, Registry};
+use crate::report::{DataSummary, ExampleSet, Report};
+use crate::sampler::SamplerSettings;
+use crate::schedule::NoiseSchedule;
+use crate::synth::{ErrorSynthesizer, TokenizedSample};
+use crate::tokens::pad_response;
+use crate::train::{StageReport, StageRun, TrainExample, REPORT_FILE};
+
+/// Name of the shared pre-training stage.
+pub const PRETRAIN: &str = "pretrain";
+/// Name of the plain masked-diffusion model in reports.
+pub const BASELINE: &str = "baseline";
+/// Name of the Stage I model in reports.
+pub const REDIFF_BASE: &str = "rediff-base";
+
+/// How to run.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Run directory.
+    pub out_dir: PathBuf,
+    /// Continue an interrupted run: finished stages are loaded, a stage in
+    /// progress continues from its last checkpoint.
+    pub resume: bool,
+    /// Progress bars.
+    pub progress: bool,
+    /// Set on Ctrl-C.
+    pub interrupt: Arc<AtomicBool>,
+}
+
+/// A training stage with its components built.
+pub struct BuiltStage {
+    /// Model name in reports (`baseline`, `rediff-base`).
+    pub model_name: String,
+    /// Budget and specs.
+    pub config: TrainStageConfig,
+    /// Built synthesizers.
+    pub synthesizers: Vec<Arc<dyn ErrorSynthesizer>>,
+}
+
+/// Every component of a pipeline, built and validated.
+pub struct Assembled {
+    /// The data source (not yet prepared).
+    pub data: Box<dyn DataSource>,
+    /// The model, freshly initialised (a template: each stage builds its own).
+    pub model: Box<dyn ModelBackend>,
+    /// Noise schedule.
+    pub schedule: Arc<dyn NoiseSchedule>,
+    /// Shared pre-training, if configured.
+    pub pretrain: Option<BuiltStage>,
+    /// Training stages that yield evaluated models, in order.
+    pub stages: Vec<BuiltStage>,
+    /// Samplers to evaluate.
+    pub samplers: Vec<SamplerSpec>,
+}
+
+/// Builds every component of `cfg`, so any option error surfaces before
+/// any work starts.
+pub fn assemble(cfg: &PipelineConfig, registry: &Registry) -> Result<Assembled> {
+    let ctx = BuildContext {
+        seed: cfg.seed,
+        ..Default::default()
+    };
+    let data = registry.build_data(&cfg.data, &ctx)?;
+    let ctx = BuildContext {
+        tokenizer: data.tokenizer(),
+        ..ctx
+    };
+    let model = registry.build_model(&cfg.model, &ctx)?;
+    let schedule = registry.build_schedule(&cfg.schedule, &ctx)?;
+    let build_stage = |name: &str, stage: &TrainStageConfig| -> Result<BuiltStage> {
+        let synthesizers = stage
+            .synthesizers
+            .iter()
+            .map(|s| registry.build_synthesizer(s, &ctx))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(BuiltStage {
+            model_name: name.to_string(),
+            config: stage.clone(),
+            synthesizers,
+        })
+    };
+    let pretrain = cfg
+        .pretrain
+        .as_ref()
+        .map(|s| build_stage(PRETRAIN, s))
+        .transpose()?;
+    let mut stages = Vec::new();
+    for (name, stage) in [(BASELINE, &cfg.baseline), (REDIFF_BASE, &cfg.stage1)] {
+        if let Some(stage) = stage {
+            stages.push(build_stage(name, stage)?);
+        }
+    }
+    let samplers = cfg
+        .eval
+        .samplers
+        .iter()
+        .map(|s| {
+            Ok(SamplerSpec {
+                name: s.name.clone(),
+                policy: registry.build_policy(&s.policy, &ctx)?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Assembled {
+        data,
+        model,
+        schedule,
+        pretrain,
+        stages,
+        samplers,
+    })
+}
+
+/// Decoded images shared between samples that use the same file.
+#[derive(Default)]
+struct ImageCache {
+    images: HashMap<PathBuf, Arc<RgbImage>>,
+}
+
+impl ImageCache {
+    fn get(&mut self, path: &Path) -> Result<Arc<RgbImage>> {
+        if let Some(img) = self.images.get(path) {
+            return Ok(img.clone());
+        }
+        let img = Arc::new(load_rgb(path)?);
+        self.images.insert(path.to_path_buf(), img.clone());
+        Ok(img)
+    }
+}
+
+/// Tokenizes a sample's answer into a fixed-length response.
+pub fn tokenize_sample(
+    model: &dyn ModelBackend,
+    sample: &Sample,
+    gen_length: usize,
+) -> Result<TokenizedSample> {
+    let ids = model.tokenizer().encode(&sample.answer)?;
+    let response = pad_response(&ids, model.special_tokens().eot, gen_length)
+        .map_err(|e| Error::invalid(format!("sample {}: {e}", sample.id)))?;
+    Ok(TokenizedSample {
+        response,
+        answer_len: ids.len(),
+        answer: sample.answer.clone(),
+        revise: sample.revise.clone(),
+    })
+}
+
+fn spinner(progress: bool, message: &str) -> ProgressBar {
+    if !progress {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new_spinner();
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {msg} {elapsed}").expect("valid template"),
+    );
+    bar.set_message(message.to_string());
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    bar
+}
+
+/// Runs the whole pipeline and writes the report into `opts.out_dir`.
+pub fn run(cfg: &PipelineConfig, registry: &Registry, opts: &RunOptions) -> Result<Report> {
+    let started = Instant::now();
+    let out = &opts.out_dir;
+    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    let dump = out.join("pipeline.toml");
+    std::fs::write(&dump, &cfg.source.text).map_err(|e| Error::io(&dump, e))?;
+
+    let mut assembled = assemble(cfg, registry)?;
+
+    // Data.
+    let bar = spinner(opts.progress, "preparing data");
+    let data_started = Instant::now();
+    assembled.data.prepare(&DataContext {
+        dir: out.join("data"),
+        seed: cfg.seed,
+    })?;
+    let train = assembled.data.samples(Split::Train)?;
+    let mut eval = assembled.data.samples(Split::Eval)?;
+    eval.truncate(cfg.eval.samples);
+    let scorer: Arc<dyn CaptionScorer> = assembled.data.scorer().ok_or_else(|| {
+        Error::invalid("the data source has no caption scorer; evaluation needs ground truth")
+    })?;
+    let template = assembled.model.as_ref();
+    let mut images = ImageCache::default();
+    let mut examples = Vec::with_capacity(train.len());
+    for s in &train {
+        examples.push(TrainExample {
+            image: images.get(&s.image)?,
+            prompt: template.prompt_ids(&s.question)?,
+            tokens: tokenize_sample(template, s, cfg.gen_length)?,
+        });
+    }
+    let items = eval
+        .iter()
+        .map(|s| {
+            Ok(EvalItem {
+                sample: s.clone(),
+                image: images.get(&s.image)?,
+                prompt: template.prompt_ids(&s.question)?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let data_seconds = data_started.elapsed().as_secs_f64();
+    bar.finish_and_clear();
+
+    // Training and evaluation, one model per stage.
+    let multi = opts.progress.then(MultiProgress::new);
+    let shared = Shared {
+        cfg,
+        registry,
+        opts,
+        schedule: assembled.schedule.as_ref(),
+        samplers: &assembled.samplers,
+        examples: &examples,
+        items: &items,
+        scorer: scorer.as_ref(),
+        tokenizer: assembled.data.tokenizer(),
+        multi: multi.as_ref(),
+        init: None,
+    };
+    let mut pretrain_report = None;
+    let shared = match &assembled.pretrain {
+        Some(stage) => {
+            let (model, report) = shared.train(stage)?;
+            pretrain_report = Some(report);
+            Shared {
+                init: Some(model),
+                ..shared
+            }
+        }
+        None => shared,
+    };
+    let outcomes: Vec<Result<ModelOutcome>> =
+        if cfg.train.concurrent_stages && assembled.stages.len() > 1 {
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = assembled
+                    .stages
+                    .iter()
+                    .map(|stage| {
+                        let shared = &shared;
+                        scope.spawn(move || shared.train_and_evaluate(stage))
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| {
+                        h.join()
+                            .unwrap_or_else(|_| Err(Error::invalid("a training thread panicked")))
+                    })
+                    .collect()
+            })
+        } else {
+            assembled
+                .stages
+                .iter()
+                .map(|stage| shared.train_and_evaluate(stage))
+                .collect()
+        };
+    let mut report = Report {
+        pipeline: cfg.source.name.clone(),
+        seed: cfg.seed,
+        gen_length: cfg.gen_length,
+        data: DataSummary {
+            train_clean: train.iter().filter(|s| s.revise.is_empty()).count(),
+            train_pairs: train.iter().filter(|s| !s.revise.is_empty()).count(),
+            eval: items.len(),
+        },
+        ..Default::default()
+    };
+    report.training.extend(pretrain_report);
+    let mut eval_seconds = 0.0;
+    // Report the first real error; an `Interrupted` from a sibling stage is a consequence.
+    let mut first_error = None;
+    for outcome in outcomes {
+        match outcome {
+            Ok(o) => {
+                report.training.push(o.training);
+                report.results.extend(o.rows);
+                report.examples.extend(o.examples);
+                report.timings.sampler_steps.extend(o.timings);
+                eval_seconds += o.eval_seconds;
+            }
+            Err(e) => match (&first_error, &e) {
+                (None, _) | (Some(Error::Interrupted), _) => first_error = Some(e),
+                _ => {}
+            },
+        }
+    }
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+    let t = &mut report.timings;
+    t.eval_seconds = eval_seconds;
+    t.data_seconds = data_seconds;
+    for s in &report.training {
+        t.training_seconds.insert(s.name.clone(), s.seconds);
+        t.train_steps_per_second
+            .insert(s.name.clone(), s.steps_per_second);
+    }
+    t.max_sampler_share = t
+        .sampler_steps
+        .iter()
+        .map(|s| s.sampler_share)
+        .fold(0.0, f64::max);
+    t.total_seconds = started.elapsed().as_secs_f64();
+    report.write(out)?;
+    Ok(report)
+}
+
+/// What every model's work shares.
+struct Shared<'a> {
+    cfg: &'a PipelineConfig,
+    registry: &'a Registry,
+    opts: &'a RunOptions,
+    schedule: &'a dyn NoiseSchedule,
+    samplers: &'a [SamplerSpec],
+    examples: &'a [TrainExample],
+    items: &'a [EvalItem],
+    scorer: &'a dyn CaptionScorer,
+    tokenizer: Option<crate::tokens::TextTokenizer>,
+    multi: Option<&'a MultiProgress>,
+    /// Weights every stage starts from (the pre-trained model).
+    init: Option<Box<dyn ModelBackend>>,
+}
+
+/// One model's training report and evaluation results.
+struct ModelOutcome {
+    training: StageReport,
+    rows: Vec<EvalRow>,
+    examples: Vec<ExampleSet>,
+    timings: Vec<StepTiming>,
+    eval_seconds: f64,
+}
+
+impl Shared<'_> {
+    /// Trains the stage's model, starting from the pre-trained weights when
+    /// there are any (or loads it when resuming a finished stage).
+    fn train(&self, stage: &BuiltStage) -> Result<(Box<dyn ModelBackend>, StageReport)> {
+        let (cfg, opts) = (self.cfg, self.opts);
+        let name = &stage.model_name;
+        let dirs = StageDirs::new(&opts.out_dir, name);
+        let finished = dirs.final_model.join(REPORT_FILE);
+        if opts.resume && finished.exists() {
+            let model = self
+                .registry
+                .load_model(&dirs.final_model, &LoadOptions::default())?;
+            tracing::info!(model = %name, "finished earlier; loaded");
+            return Ok((model, read_json::<StageReport>(&finished)?));
+        }
+        let ctx = BuildContext {
+            seed: cfg.seed,
+            tokenizer: self.tokenizer.clone(),
+            ..Default::default()
+        };
+        let model = self.registry.build_model(&cfg.model, &ctx)?;
+        if let Some(init) = &self.init {
+            let (Some(from), Some(to)) = (init.varmap(), model.varmap()) else {
+                return Err(Error::invalid("pre-training needs a trainable model"));
+            };
+            copy_varmap(from, to)?;
+        }
+        let settings = &stage.config.settings;
+        let report = StageRun {
+            name: name.clone(),
+            model: model.as_ref(),
+            schedule: self.schedule,
+            synthesizers: &stage.synthesizers,
+            examples: self.examples,
+            settings: &cfg.train,
+            steps: settings.steps,
+            lr: settings.lr.unwrap_or(cfg.train.lr),
+            seed: cfg.seed,
+            dirs,
+            resume: opts.resume,
+            progress: self.multi.cloned(),
+            interrupt: &opts.interrupt,
+        }
+        .run()?;
+        Ok((model, report))
+    }
+
+    /// Trains the stage's model, then evaluates it on the whole grid.
+    fn train_and_evaluate(&self, stage: &BuiltStage) -> Result<ModelOutcome> {
+        let (cfg, opts) = (self.cfg, self.opts);
+        let name = &stage.model_name;
+        let (model, training) = self.train(stage)?;
+        let eval_started = Instant::now();
+        let settings_count = self.samplers.len() * cfg.eval.tokens_per_step.len();
+        let bar = match self.multi {
+            Some(m) => {
+                let b = m.add(ProgressBar::new(settings_count as u64));
+                b.set_style(
+                    ProgressStyle::with_template("{prefix:>11} eval [{bar:25}] {pos}/{len} {msg}")
+                        .expect("valid template")
+                        .progress_chars("=> "),
+                );
+                b.set_prefix(name.clone());
+                b
+            }
+            None => ProgressBar::hidden(),
+        };
+        let contexts = encode_batches(model.as_ref(), self.items, cfg.eval.batch_size)?;
+        let run = EvalRun {
+            model_name: name,
+            model: model.as_ref(),
+            schedule: self.schedule,
+            items: self.items,
+            contexts: &contexts,
+            scorer: self.scorer,
+            seed: cfg.seed,
+            examples: cfg.eval.examples,
+        };
+        let mut out = ModelOutcome {
+            training,
+            rows: Vec::new(),
+            examples: Vec::new(),
+            timings: Vec::new(),
+            eval_seconds: 0.0,
+        };
+        for sampler in self.samplers {
+            for &tps in &cfg.eval.tokens_per_step {
+                bar.set_message(format!("{} {tps} tok/step", sampler.name));
+                let settings = SamplerSettings::for_tokens_per_step(
+                    cfg.gen_length,
+                    cfg.eval.block_length,
+                    tps,
+                    cfg.eval.temperature,
+                );
+                let (row, mut examples, timing) = run.run(sampler, settings)?;
+                for e in &mut examples {
+                    // Paths relative to the run directory keep reports portable.
+                    if let Ok(rel) = Path::new(&e.image).strip_prefix(&opts.out_dir) {
+                        e.image = rel.display().to_string();
+                    }
+                }
+                out.rows.push(row);
+                out.examples.push(ExampleSet {
+                    model: name.clone(),
+                    sampler: sampler.name.clone(),
+                    tokens_per_step: tps,
+                    examples,
+                });
+                out.timings.push(timing);
+                bar.inc(1);
+            }
+        }
+        bar.finish_and_clear();
+        out.eval_seconds = eval_started.elapsed().as_secs_f64();
+        Ok(out)
+    }
+}

@@ -1,0 +1,85 @@
+//! # rediff-standard
+//!
+//! The built-in schedules, error synthesizers and refinement policies of
+//! [ReDiff](https://arxiv.org/abs/2510.19871), registered through the same
+//! [`Registrar`](rediff_core::Registrar) API a third-party plugin uses.
+//!
+//! | kind | name | what |
+//! |---|---|---|
+//! | schedule | `linear` | `p = (1 - eps) t + eps`; uniform per-step unmask counts |
+//! | synthesizer | `masked` | plain masked diffusion (LLaDA objective), the baseline |
+//! | synthesizer | `random-replace` | mask, then replace unmasked tokens at `rate`; three group means |
+//! | synthesizer | `span-pairs` | hallucination pairs located in the response; revise-span mean |
+//! | policy | `none` | plain denoising |
+//! | policy | `refine` | rewrite decoded tokens from step `start`, optionally only the `topk` share |
+
+mod policies;
+mod schedules;
+mod spans;
+mod synthesizers;
+
+pub use policies::{NoRefinement, Refine, RefineOptions};
+pub use schedules::{Linear, LinearOptions};
+pub use spans::{locate_pairs, LocatedPairs};
+pub use synthesizers::{
+    Masked, MaskedOptions, RandomReplace, RandomReplaceOptions, SpanPairs, SpanPairsOptions,
+};
+
+use std::sync::Arc;
+
+use rediff_core::registry::{Plugin, Registrar, RegistryError};
+
+/// Registers every component of this crate.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct StandardPlugin;
+
+impl Plugin for StandardPlugin {
+    fn name(&self) -> &str {
+        "rediff-standard"
+    }
+
+    fn build(&self, r: &mut Registrar<'_>) -> Result<(), RegistryError> {
+        r.schedule(
+            "linear",
+            "linear mask probability p = (1-eps) t + eps; uniform unmask counts, remainder first",
+            |spec, _| {
+                Ok(Arc::new(
+                    Linear::new(spec.options()?).map_err(|m| spec.error(m))?,
+                ))
+            },
+        )?;
+        r.synthesizer(
+            "masked",
+            "plain masked diffusion (LLaDA): loss on masked positions, sum / (L p)",
+            |spec, _| Ok(Arc::new(Masked::new(spec.options()?))),
+        )?;
+        r.synthesizer(
+            "random-replace",
+            "mask, then replace unmasked tokens at `rate`; masked/replaced/kept group means / p",
+            |spec, _| {
+                Ok(Arc::new(
+                    RandomReplace::new(spec.options()?).map_err(|m| spec.error(m))?,
+                ))
+            },
+        )?;
+        r.synthesizer(
+            "span-pairs",
+            "hallucination pairs {org, target} located in the response; mean CE over revise spans",
+            |spec, _| Ok(Arc::new(SpanPairs::new(spec.options()?))),
+        )?;
+        r.policy(
+            "none",
+            "plain denoising: decoded tokens are final",
+            |spec, _| {
+                let _: policies::NoOptions = spec.options()?;
+                Ok(Arc::new(NoRefinement))
+            },
+        )?;
+        r.policy(
+            "refine",
+            "ReDiff refinement: rewrite decoded tokens from step `start`, optionally top `topk` share",
+            |spec, _| Ok(Arc::new(Refine::new(spec.options()?).map_err(|m| spec.error(m))?)),
+        )?;
+        Ok(())
+    }
+}

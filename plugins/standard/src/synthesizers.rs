@@ -1,0 +1,428 @@
+//! Error synthesizers (section 3 of the specification).
+
+use rand::{Rng, RngCore};
+use rediff_core::loss::group_mean_weight;
+use rediff_core::synth::{
+    CorruptedSample, Corruption, ErrorSynthesizer, GroupRole, LossGroup, SkipReason, SynthContext,
+    TokenizedSample,
+};
+use serde::Deserialize;
+
+use crate::spans::locate_pairs;
+
+/// Options of the `masked` synthesizer (none).
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaskedOptions {}
+
+/// Plain masked diffusion (LLaDA's objective, the baseline): each response
+/// position is masked with probability `p`; loss `sum_{masked} CE / (L p)`.
+/// Accepts samples without hallucination pairs.
+#[derive(Debug, Clone, Copy)]
+pub struct Masked;
+
+impl Masked {
+    /// Builds it.
+    pub fn new(_: MaskedOptions) -> Self {
+        Masked
+    }
+}
+
+fn mask_positions(len: usize, p: f32, rng: &mut dyn RngCore) -> Vec<bool> {
+    (0..len).map(|_| rng.random::<f32>() < p).collect()
+}
+
+impl ErrorSynthesizer for Masked {
+    fn accepts(&self, sample: &TokenizedSample) -> bool {
+        sample.revise.is_empty()
+    }
+
+    fn corrupt(
+        &self,
+        sample: &TokenizedSample,
+        p: f32,
+        ctx: &SynthContext<'_>,
+        rng: &mut dyn RngCore,
+    ) -> rediff_core::Result<Corruption> {
+        let l = sample.response.len();
+        let masked = mask_positions(l, p, rng);
+        let mut input = sample.response.clone();
+        let mut positions = Vec::new();
+        for (i, &m) in masked.iter().enumerate() {
+            if m {
+                input[i] = ctx.special.mask;
+                positions.push(i);
+            }
+        }
+        let weight = if positions.is_empty() {
+            0.0
+        } else {
+            1.0 / (l as f32 * p)
+        };
+        Ok(Corruption {
+            sample: Some(CorruptedSample {
+                input,
+                labels: sample.response.clone(),
+                groups: vec![LossGroup {
+                    role: GroupRole::Masked,
+                    positions,
+                    weight,
+                }],
+            }),
+            dropped: Vec::new(),
+        })
+    }
+}
+
+/// Options of `random-replace`.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RandomReplaceOptions {
+    /// Probability that an unmasked position is replaced by a random
+    /// ordinary token. Default 0.05 (the paper's `r`).
+    pub rate: f32,
+    /// Divide the group means by `max(p, loss_p_floor)` instead of `p`.
+    /// With `p` down to `eps = 1e-3` the `1/p` factor makes single samples
+    /// weigh up to 1000x the others and training noisy on small budgets; a
+    /// floor caps that. Default 0: exactly the paper's loss.
+    pub loss_p_floor: f32,
+}
+
+impl Default for RandomReplaceOptions {
+    fn default() -> Self {
+        Self {
+            rate: 0.05,
+            loss_p_floor: 0.0,
+        }
+    }
+}
+
+/// Syntactic errors: mask with probability `p`, then replace each unmasked
+/// position with probability `rate` by a uniformly drawn non-special token.
+/// Loss: `mean_masked CE / p + mean_replaced CE / p + mean_kept CE / p`.
+/// Accepts samples without hallucination pairs.
+#[derive(Debug, Clone, Copy)]
+pub struct RandomReplace {
+    rate: f32,
+    loss_p_floor: f32,
+}
+
+impl RandomReplace {
+    /// Validates `rate` in `[0, 1]`.
+    pub fn new(options: RandomReplaceOptions) -> Result<Self, String> {
+        if !(0.0..=1.0).contains(&options.rate) {
+            return Err(format!("rate must lie in [0, 1], got {}", options.rate));
+        }
+        if !(0.0..=1.0).contains(&options.loss_p_floor) {
+            return Err(format!(
+                "loss_p_floor must lie in [0, 1], got {}",
+                options.loss_p_floor
+            ));
+        }
+        Ok(Self {
+            rate: options.rate,
+            loss_p_floor: options.loss_p_floor,
+        })
+    }
+}
+
+/// Draws a uniformly random non-special token id.
+pub(crate) fn ordinary_token(ctx: &SynthContext<'_>, rng: &mut dyn RngCore) -> u32 {
+    loop {
+        let id = rng.random_range(0..ctx.vocab_size as u32);
+        if !ctx.special.is_special(id) {
+            return id;
+        }
+    }
+}
+
+impl ErrorSynthesizer for RandomReplace {
+    fn accepts(&self, sample: &TokenizedSample) -> bool {
+        sample.revise.is_empty()
+    }
+
+    fn corrupt(
+        &self,
+        sample: &TokenizedSample,
+        p: f32,
+        ctx: &SynthContext<'_>,
+        rng: &mut dyn RngCore,
+    ) -> rediff_core::Result<Corruption> {
+        let l = sample.response.len();
+        let masked = mask_positions(l, p, rng);
+        let mut input = sample.response.clone();
+        let (mut m, mut r, mut k) = (Vec::new(), Vec::new(), Vec::new());
+        for i in 0..l {
+            if masked[i] {
+                input[i] = ctx.special.mask;
+                m.push(i);
+            } else if rng.random::<f32>() < self.rate {
+                input[i] = ordinary_token(ctx, rng);
+                r.push(i);
+            } else {
+                k.push(i);
+            }
+        }
+        let divisor = p.max(self.loss_p_floor);
+        let groups = vec![
+            LossGroup {
+                role: GroupRole::Masked,
+                weight: group_mean_weight(m.len(), divisor),
+                positions: m,
+            },
+            LossGroup {
+                role: GroupRole::Replaced,
+                weight: group_mean_weight(r.len(), divisor),
+                positions: r,
+            },
+            LossGroup {
+                role: GroupRole::Kept,
+                weight: group_mean_weight(k.len(), divisor),
+                positions: k,
+            },
+        ];
+        Ok(Corruption {
+            sample: Some(CorruptedSample {
+                input,
+                labels: sample.response.clone(),
+                groups,
+            }),
+            dropped: Vec::new(),
+        })
+    }
+}
+
+/// Options of `span-pairs`.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SpanPairsOptions {
+    /// Divide the revise-span mean by `p` as the reference code does
+    /// (against its own comment). Default false.
+    pub revise_loss_divides_by_p: bool,
+}
+
+/// Hallucination errors: the response holds wrong spans; each pair's `org`
+/// is located (first occurrence) and its positions learn the `target`
+/// tokens. No masking, no replacement; loss `mean_revise CE`.
+/// Accepts samples that carry pairs.
+#[derive(Debug, Clone, Copy)]
+pub struct SpanPairs {
+    options: SpanPairsOptions,
+}
+
+impl SpanPairs {
+    /// Builds it.
+    pub fn new(options: SpanPairsOptions) -> Self {
+        Self { options }
+    }
+}
+
+impl ErrorSynthesizer for SpanPairs {
+    fn accepts(&self, sample: &TokenizedSample) -> bool {
+        !sample.revise.is_empty()
+    }
+
+    fn corrupt(
+        &self,
+        sample: &TokenizedSample,
+        p: f32,
+        ctx: &SynthContext<'_>,
+        _rng: &mut dyn RngCore,
+    ) -> rediff_core::Result<Corruption> {
+        let answer = &sample.response[..sample.answer_len];
+        let located = locate_pairs(ctx.tokenizer, answer, &sample.revise)?;
+        let mut dropped = located.dropped;
+        if located.revise.is_empty() {
+            dropped.push(SkipReason::NoUsablePair);
+            return Ok(Corruption {
+                sample: None,
+                dropped,
+            });
+        }
+        let mut labels = sample.response.clone();
+        let mut positions = Vec::with_capacity(located.revise.len());
+        for &(pos, target) in &located.revise {
+            labels[pos] = target;
+            if !positions.contains(&pos) {
+                positions.push(pos);
+            }
+        }
+        let divisor = if self.options.revise_loss_divides_by_p {
+            p
+        } else {
+            1.0
+        };
+        Ok(Corruption {
+            sample: Some(CorruptedSample {
+                input: sample.response.clone(),
+                labels,
+                groups: vec![LossGroup {
+                    role: GroupRole::Revise,
+                    weight: group_mean_weight(positions.len(), divisor),
+                    positions,
+                }],
+            }),
+            dropped,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spans::tests::word_tokenizer;
+    use rand::SeedableRng;
+    use rediff_core::data::RevisePair;
+    use rediff_core::tokens::SpecialTokens;
+
+    const WORDS: &[&str] = &[
+        "a", "red", "blue", "circle", "square", "and", "<eot>", "<mask>",
+    ];
+
+    fn special() -> SpecialTokens {
+        SpecialTokens {
+            mask: 7,
+            eot: 6,
+            suppressed: vec![],
+            all: vec![6, 7],
+        }
+    }
+
+    fn sample(revise: Vec<RevisePair>) -> TokenizedSample {
+        // "a red circle" + eot padding to 6.
+        TokenizedSample {
+            response: vec![0, 1, 3, 6, 6, 6],
+            answer_len: 3,
+            answer: "a red circle".into(),
+            revise,
+        }
+    }
+
+    #[test]
+    fn random_replace_groups_partition_and_weights_are_group_means() {
+        let tk = word_tokenizer(WORDS);
+        let sp = special();
+        let ctx = SynthContext {
+            vocab_size: 8,
+            special: &sp,
+            tokenizer: &tk,
+        };
+        let synth = RandomReplace::new(RandomReplaceOptions {
+            rate: 0.5,
+            loss_p_floor: 0.0,
+        })
+        .unwrap();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        for _ in 0..50 {
+            let c = synth
+                .corrupt(&sample(vec![]), 0.4, &ctx, &mut rng)
+                .unwrap()
+                .sample
+                .unwrap();
+            let mut all: Vec<usize> = c.groups.iter().flat_map(|g| g.positions.clone()).collect();
+            all.sort();
+            assert_eq!(all, (0..6).collect::<Vec<_>>());
+            for g in &c.groups {
+                let expect = group_mean_weight(g.positions.len(), 0.4);
+                assert_eq!(g.weight, expect);
+                for &i in &g.positions {
+                    match g.role {
+                        GroupRole::Masked => assert_eq!(c.input[i], 7),
+                        GroupRole::Kept => assert_eq!(c.input[i], c.labels[i]),
+                        GroupRole::Replaced => assert!(!sp.is_special(c.input[i])),
+                        GroupRole::Revise => unreachable!(),
+                    }
+                }
+            }
+            assert_eq!(c.labels, sample(vec![]).response);
+        }
+        // A floor caps the 1/p factor.
+        let floored = RandomReplace::new(RandomReplaceOptions {
+            rate: 0.5,
+            loss_p_floor: 0.5,
+        })
+        .unwrap();
+        let c = floored
+            .corrupt(&sample(vec![]), 0.1, &ctx, &mut rng)
+            .unwrap()
+            .sample
+            .unwrap();
+        for g in &c.groups {
+            assert_eq!(g.weight, group_mean_weight(g.positions.len(), 0.5));
+        }
+    }
+
+    #[test]
+    fn masked_uses_llada_normalisation() {
+        let tk = word_tokenizer(WORDS);
+        let sp = special();
+        let ctx = SynthContext {
+            vocab_size: 8,
+            special: &sp,
+            tokenizer: &tk,
+        };
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+        let c = Masked
+            .corrupt(&sample(vec![]), 1.0, &ctx, &mut rng)
+            .unwrap()
+            .sample
+            .unwrap();
+        assert_eq!(c.input, vec![7; 6]);
+        assert_eq!(c.groups[0].positions.len(), 6);
+        assert!((c.groups[0].weight - 1.0 / 6.0).abs() < 1e-7);
+    }
+
+    #[test]
+    fn span_pairs_label_targets_and_drop_bad_pairs() {
+        let tk = word_tokenizer(WORDS);
+        let sp = special();
+        let ctx = SynthContext {
+            vocab_size: 8,
+            special: &sp,
+            tokenizer: &tk,
+        };
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+        let pairs = vec![
+            RevisePair {
+                org: "red".into(),
+                target: "blue".into(),
+            },
+            RevisePair {
+                org: "square".into(),
+                target: "circle".into(),
+            },
+        ];
+        let synth = SpanPairs::new(SpanPairsOptions::default());
+        assert!(synth.accepts(&sample(pairs.clone())));
+        assert!(!synth.accepts(&sample(vec![])));
+        let out = synth
+            .corrupt(&sample(pairs.clone()), 0.25, &ctx, &mut rng)
+            .unwrap();
+        assert_eq!(out.dropped, vec![SkipReason::PairNotFound]);
+        let c = out.sample.unwrap();
+        assert_eq!(c.input, vec![0, 1, 3, 6, 6, 6]);
+        assert_eq!(c.labels, vec![0, 2, 3, 6, 6, 6]);
+        assert_eq!(c.groups[0].positions, vec![1]);
+        assert_eq!(c.groups[0].weight, 1.0);
+        let quirk = SpanPairs::new(SpanPairsOptions {
+            revise_loss_divides_by_p: true,
+        });
+        let c = quirk
+            .corrupt(&sample(pairs), 0.25, &ctx, &mut rng)
+            .unwrap()
+            .sample
+            .unwrap();
+        assert_eq!(c.groups[0].weight, 4.0);
+        // Nothing usable: no example, counted.
+        let bad = vec![RevisePair {
+            org: "square".into(),
+            target: "blue".into(),
+        }];
+        let out = synth.corrupt(&sample(bad), 0.5, &ctx, &mut rng).unwrap();
+        assert!(out.sample.is_none());
+        assert_eq!(
+            out.dropped,
+            vec![SkipReason::PairNotFound, SkipReason::NoUsablePair]
+        );
+    }
+}

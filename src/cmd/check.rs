@@ -1,0 +1,45 @@
+//! `rediff check`.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use rediff_core::pipeline::assemble;
+
+/// Arguments of `rediff check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Pipeline file to validate (TOML).
+    pipeline: PathBuf,
+}
+
+/// Parses the pipeline, builds every component and prints the result.
+pub fn run(args: CheckArgs) -> anyhow::Result<()> {
+    let cfg = super::load_pipeline(Some(&args.pipeline))?;
+    let registry = crate::registry::builtin()?;
+    assemble(&cfg, &registry)?;
+    println!("{}: ok", cfg.source.name);
+    println!("seed = {}", cfg.seed);
+    println!("gen_length = {}", cfg.gen_length);
+    if let Some(dir) = &cfg.out_dir {
+        println!("out_dir = {}", dir.display());
+    }
+    for (path, kind, spec) in cfg.components() {
+        println!("{kind:<11} {path:<24} {}", spec.to_toml_value());
+    }
+    println!("train      {:?}", cfg.train);
+    for (name, stage) in [("baseline", &cfg.baseline), ("stage1", &cfg.stage1)] {
+        match stage {
+            Some(s) => println!(
+                "{name:<10} {} steps, lr {:?}",
+                s.settings.steps, s.settings.lr
+            ),
+            None => println!("{name:<10} (off)"),
+        }
+    }
+    let e = &cfg.eval;
+    println!(
+        "eval       {} samples, tokens per step {:?}, block length {}, temperature {}",
+        e.samples, e.tokens_per_step, e.block_length, e.temperature
+    );
+    Ok(())
+}

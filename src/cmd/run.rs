@@ -1,0 +1,97 @@
+//! `rediff run`.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Args;
+use rediff_core::pipeline::{self, RunOptions};
+
+/// Arguments of `rediff run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Pipeline file (TOML). Without it, the embedded copy of
+    /// configs/quickstart.toml runs: no download, no GPU.
+    pipeline: Option<PathBuf>,
+
+    /// Run directory (default: the pipeline's `out_dir`, else runs/<pipeline name>).
+    #[arg(long)]
+    out: Option<PathBuf>,
+
+    /// Continue an interrupted run in the same directory: finished stages are
+    /// loaded, an unfinished one continues from its last checkpoint.
+    #[arg(long)]
+    resume: bool,
+
+    /// Override the pipeline's seed.
+    #[arg(long)]
+    seed: Option<u64>,
+
+    /// Compute threads (default: the pipeline's `threads`, else all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+
+    /// Hide progress bars.
+    #[arg(long)]
+    quiet: bool,
+}
+
+/// Runs the pipeline and prints the results table.
+pub fn run(args: RunArgs) -> anyhow::Result<()> {
+    let mut cfg = super::load_pipeline(args.pipeline.as_deref())?;
+    if let Some(seed) = args.seed {
+        cfg.seed = seed;
+    }
+    // Concurrent stages each get one compute thread unless told otherwise.
+    let default_threads = cfg.train.concurrent_stages.then_some(1);
+    super::set_threads(args.threads.or(cfg.threads).or(default_threads));
+    let out = args.out.or_else(|| cfg.out_dir.clone()).unwrap_or_else(|| {
+        let stem = args
+            .pipeline
+            .as_deref()
+            .and_then(|p| p.file_stem())
+            .map(|s| s.to_string_lossy().to_string())
+            .unwrap_or_else(|| "quickstart".into());
+        PathBuf::from("runs").join(stem)
+    });
+    let registry = crate::registry::builtin()?;
+    let interrupt = Arc::new(AtomicBool::new(false));
+    {
+        let flag = interrupt.clone();
+        ctrlc::set_handler(move || {
+            if flag.swap(true, Ordering::SeqCst) {
+                // Second Ctrl-C: leave at once.
+                std::process::exit(130);
+            }
+            eprintln!("\ninterrupt: saving a checkpoint (Ctrl-C again to quit at once)");
+        })
+        .context("installing the Ctrl-C handler")?;
+    }
+    let opts = RunOptions {
+        out_dir: out.clone(),
+        resume: args.resume,
+        progress: !args.quiet,
+        interrupt,
+    };
+    let report = match pipeline::run(&cfg, &registry, &opts) {
+        Err(rediff_core::Error::Interrupted) => {
+            anyhow::bail!(
+                "interrupted; continue with: rediff run {} --out {} --resume",
+                args.pipeline
+                    .as_deref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+                out.display()
+            )
+        }
+        other => other?,
+    };
+    println!("{}", report.table());
+    println!(
+        "wrote {}/report.json, report.md and quality_vs_parallelism.png in {:.0} s",
+        out.display(),
+        report.timings.total_seconds
+    );
+    Ok(())
+}

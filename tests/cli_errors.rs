@@ -1,0 +1,155 @@
+//! Bad input gets a one-line error naming the place, a non-zero exit, and
+//! never a panic or a backtrace.
+
+mod common;
+
+use common::{rediff, texts, trained_run, write, TINY};
+
+fn assert_clean_failure(output: &std::process::Output, must_contain: &[&str]) {
+    let (out, err) = texts(output);
+    assert!(!output.status.success(), "expected failure:\n{out}\n{err}");
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        !err.contains("panicked") && !err.contains("backtrace"),
+        "{err}"
+    );
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one line expected:\n{err}");
+    for needle in must_contain {
+        assert!(
+            lines[0].contains(needle),
+            "`{needle}` missing from: {}",
+            lines[0]
+        );
+    }
+}
+
+fn check(text: &str) -> std::process::Output {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "p.toml", text);
+    rediff().arg("check").arg(&path).output().unwrap()
+}
+
+fn line_of(text: &str, needle: &str) -> usize {
+    text.lines().position(|l| l.contains(needle)).unwrap() + 1
+}
+
+#[test]
+fn misspelt_keys_name_file_line_and_column() {
+    let text = TINY.replace("seed = 5", "sed = 5");
+    assert_clean_failure(
+        &check(&text),
+        &["p.toml:2:1", "unknown field `sed`", "seed"],
+    );
+    let text = TINY.replace("rate = 0.05", "rat = 0.05");
+    let line = line_of(&text, "rat = 0.05");
+    assert_clean_failure(
+        &check(&text),
+        &[
+            &format!("p.toml:{line}:"),
+            "unknown field `rat`",
+            "expected `rate`",
+        ],
+    );
+    let text = TINY.replace("hidden_size = 32", "hiden_size = 32");
+    let line = line_of(&text, "hiden_size");
+    assert_clean_failure(
+        &check(&text),
+        &[
+            &format!("p.toml:{line}:1"),
+            "unknown field `hiden_size`",
+            "hidden_size",
+        ],
+    );
+}
+
+#[test]
+fn wrong_types_name_file_line_and_column() {
+    let text = TINY.replace("train_samples = 120", "train_samples = \"many\"");
+    let line = line_of(&text, "train_samples");
+    assert_clean_failure(
+        &check(&text),
+        &[
+            &format!("p.toml:{line}:17"),
+            "invalid type: string \"many\"",
+        ],
+    );
+}
+
+#[test]
+fn unknown_kinds_list_the_registered_ones() {
+    let text = TINY.replace("kind = \"span-pairs\"", "kind = \"span-pair\"");
+    assert_clean_failure(
+        &check(&text),
+        &[
+            "p.toml:",
+            "unknown synthesizer `span-pair`",
+            "masked, random-replace, span-pairs",
+        ],
+    );
+    let text = TINY.replace("kind = \"tiny-vlm\"", "kind = \"huge-vlm\"");
+    assert_clean_failure(&check(&text), &["unknown model `huge-vlm`", "tiny-vlm"]);
+}
+
+#[test]
+fn invalid_values_and_missing_files_are_reported() {
+    let text = TINY.replace("tokens_per_step = [1, 8]", "tokens_per_step = [1, 5]");
+    assert_clean_failure(&check(&text), &["p.toml:", "tokens_per_step 5"]);
+    let out = rediff()
+        .args(["check", "/nonexistent/p.toml"])
+        .output()
+        .unwrap();
+    assert_clean_failure(&out, &["/nonexistent/p.toml"]);
+    let text = TINY.replace("num_heads = 2", "num_heads = 3");
+    assert_clean_failure(
+        &check(&text),
+        &["p.toml:", "num_heads 3 must divide hidden_size 32"],
+    );
+}
+
+#[test]
+fn missing_image_names_the_file() {
+    let model = trained_run().join("models/rediff-base");
+    let out = rediff()
+        .arg("generate")
+        .arg("--model")
+        .arg(&model)
+        .args(["--image", "/no/such/picture.png"])
+        .output()
+        .unwrap();
+    assert_clean_failure(&out, &["/no/such/picture.png", "not found"]);
+}
+
+#[test]
+fn truncated_checkpoint_names_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("model");
+    std::fs::create_dir(&model).unwrap();
+    let src = trained_run().join("models/rediff-base");
+    for f in ["config.json", "tokenizer.json", "model.safetensors"] {
+        std::fs::copy(src.join(f), model.join(f)).unwrap();
+    }
+    let weights = model.join("model.safetensors");
+    let bytes = std::fs::read(&weights).unwrap();
+    std::fs::write(&weights, &bytes[..bytes.len() / 3]).unwrap();
+    let image = trained_run().join("data/images/eval-00000.png");
+    let out = rediff()
+        .arg("generate")
+        .arg("--model")
+        .arg(&model)
+        .arg("--image")
+        .arg(&image)
+        .output()
+        .unwrap();
+    assert_clean_failure(&out, &["model.safetensors", "truncated"]);
+    std::fs::remove_file(model.join("config.json")).unwrap();
+    let out = rediff()
+        .arg("generate")
+        .arg("--model")
+        .arg(&model)
+        .arg("--image")
+        .arg(&image)
+        .output()
+        .unwrap();
+    assert_clean_failure(&out, &["config.json"]);
+}

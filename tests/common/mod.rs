@@ -1,0 +1,102 @@
+//! Shared helpers for the end-to-end tests: a pipeline small enough to train
+//! in seconds, and a way to run the `rediff` binary.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+/// A complete pipeline with tiny budgets (seconds on one core).
+pub const TINY: &str = r#"
+seed = 5
+gen_length = 24
+
+[data]
+kind = "shapes"
+train_samples = 120
+eval_samples = 12
+pair_share = 0.5
+
+[model]
+kind = "tiny-vlm"
+hidden_size = 32
+num_layers = 1
+num_heads = 2
+intermediate_size = 48
+
+[schedule]
+kind = "linear"
+
+[train]
+batch_size = 16
+warmup_steps = 5
+checkpoint_every = 10
+
+[baseline]
+steps = 30
+synthesizers = [{ kind = "masked" }]
+
+[stage1]
+steps = 30
+synthesizers = [{ kind = "random-replace", rate = 0.05 }, { kind = "span-pairs" }]
+
+[eval]
+samples = 12
+tokens_per_step = [1, 8]
+batch_size = 8
+examples = 2
+samplers = [
+  { name = "denoise", policy = { kind = "none" } },
+  { name = "refine", policy = { kind = "refine" } },
+]
+"#;
+
+/// The `rediff` binary.
+pub fn rediff() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_rediff"))
+}
+
+/// Writes `text` as `name` in `dir` and returns the path.
+pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// stdout and stderr as strings.
+pub fn texts(out: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+/// Runs `rediff run` on `pipeline` into `out`, panicking with its output on failure.
+pub fn run_pipeline(pipeline: &Path, out: &Path, extra: &[&str]) -> Output {
+    let output = rediff()
+        .arg("run")
+        .arg(pipeline)
+        .arg("--out")
+        .arg(out)
+        .arg("--quiet")
+        .args(extra)
+        .output()
+        .unwrap();
+    let (o, e) = texts(&output);
+    assert!(output.status.success(), "rediff run failed:\n{o}\n{e}");
+    output
+}
+
+/// One tiny run shared by every test that only needs trained checkpoints.
+pub fn trained_run() -> &'static Path {
+    static RUN: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
+    let (_, out) = RUN.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let pipeline = write(dir.path(), "tiny.toml", TINY);
+        let out = dir.path().join("run");
+        run_pipeline(&pipeline, &out, &[]);
+        (dir, out)
+    });
+    out
+}

@@ -1,0 +1,235 @@
+//! `rediff run` end to end on a tiny pipeline: the three report files, the
+//! same report from the same seed, exact resumption after an interruption,
+//! and `rediff generate` on the trained checkpoints.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{rediff, run_pipeline, texts, trained_run, write, TINY};
+use rediff_core::pipeline::{self, RunOptions};
+use rediff_core::report::Report;
+use rediff_core::{PipelineConfig, Registry};
+
+fn report(dir: &std::path::Path) -> Report {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap()
+}
+
+/// Everything in a report that must not depend on timing.
+fn deterministic(r: &Report) -> serde_json::Value {
+    let losses: Vec<_> = r
+        .training
+        .iter()
+        .map(|t| (&t.name, &t.losses, &t.synthesized, &t.dropped))
+        .collect();
+    serde_json::json!({
+        "results": r.results,
+        "examples": r.examples,
+        "training": losses,
+        "data": r.data,
+    })
+}
+
+#[test]
+fn run_writes_the_three_report_files_with_every_setting() {
+    let out = trained_run();
+    for f in [
+        "report.json",
+        "report.md",
+        "quality_vs_parallelism.png",
+        "pipeline.toml",
+    ] {
+        assert!(out.join(f).exists(), "{f} missing");
+    }
+    let r = report(out);
+    // 2 models x 2 samplers x 2 tokens-per-step settings.
+    assert_eq!(r.results.len(), 8);
+    for model in ["baseline", "rediff-base"] {
+        for sampler in ["denoise", "refine"] {
+            for tps in [1, 8] {
+                let row = r.result(model, sampler, tps).unwrap();
+                assert_eq!(row.samples, 12);
+                assert_eq!(row.steps, 24 / tps);
+                for v in [row.factuality, row.coverage, row.grammar, row.repetition] {
+                    assert!((0.0..=1.0).contains(&v));
+                }
+            }
+        }
+    }
+    assert_eq!(r.training.len(), 2);
+    assert_eq!(r.training[0].steps, 30);
+    assert_eq!(r.data.train_pairs, 60);
+    // Stage I used both synthesizers; the baseline only the masked one.
+    assert_eq!(r.training[0].synthesized.len(), 1);
+    assert_eq!(r.training[1].synthesized.len(), 2);
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(md.contains("| rediff-base | refine | 8 | 3 |"), "{md}");
+    assert!(md.contains("quality_vs_parallelism.png"));
+}
+
+#[test]
+fn same_seed_gives_the_same_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = write(dir.path(), "tiny.toml", TINY);
+    let again = dir.path().join("again");
+    run_pipeline(&pipeline, &again, &[]);
+    assert!(
+        deterministic(&report(trained_run())) == deterministic(&report(&again)),
+        "two runs with one seed differ"
+    );
+    // Another seed gives other data and other numbers.
+    let other = dir.path().join("other");
+    run_pipeline(&pipeline, &other, &["--seed", "6"]);
+    assert_ne!(
+        deterministic(&report(trained_run())),
+        deterministic(&report(&other))
+    );
+}
+
+#[test]
+fn interrupted_run_resumes_to_the_same_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = TINY.replace("steps = 30", "steps = 60");
+    text = text.replace("checkpoint_every = 10", "checkpoint_every = 7");
+    let cfg = PipelineConfig::parse("tiny.toml", &text).unwrap();
+    let mut registry = Registry::new();
+    registry
+        .add_plugin(&rediff_standard::StandardPlugin)
+        .unwrap();
+    registry.add_plugin(&rediff_shapes::ShapesPlugin).unwrap();
+    registry
+        .add_plugin(&rediff_tiny_vlm::TinyVlmPlugin)
+        .unwrap();
+    let options = |out: &str, resume: bool, flag: Arc<AtomicBool>| RunOptions {
+        out_dir: dir.path().join(out),
+        resume,
+        progress: false,
+        interrupt: flag,
+    };
+    let straight =
+        pipeline::run(&cfg, &registry, &options("straight", false, Arc::default())).unwrap();
+
+    // Interrupt once the first resumable checkpoint exists.
+    let flag = Arc::new(AtomicBool::new(false));
+    let watcher = {
+        let flag = flag.clone();
+        let state = dir
+            .path()
+            .join("cut/checkpoints/baseline/latest/trainer_state.json");
+        std::thread::spawn(move || {
+            for _ in 0..6000 {
+                if state.exists() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            flag.store(true, Ordering::SeqCst);
+        })
+    };
+    let first = pipeline::run(&cfg, &registry, &options("cut", false, flag));
+    watcher.join().unwrap();
+    assert!(
+        matches!(first, Err(rediff_core::Error::Interrupted)),
+        "the run should have been interrupted: {:?}",
+        first.map(|r| r.results.len())
+    );
+    let resumed = pipeline::run(&cfg, &registry, &options("cut", true, Arc::default())).unwrap();
+    assert!(
+        deterministic(&straight) == deterministic(&resumed),
+        "the resumed run differs from the uninterrupted one"
+    );
+}
+
+#[test]
+fn generate_captions_an_image_and_traces_refinement() {
+    let out = trained_run();
+    let image = out.join("data/images/eval-00001.png");
+    for sampler in ["denoise", "refine"] {
+        let output = rediff()
+            .arg("generate")
+            .arg("--model")
+            .arg(out.join("models/rediff-base"))
+            .arg("--image")
+            .arg(&image)
+            .args(["--steps", "6", "--sampler", sampler, "--trace"])
+            .output()
+            .unwrap();
+        let (stdout, stderr) = texts(&output);
+        assert!(output.status.success(), "{stderr}");
+        let steps: Vec<&str> = stdout
+            .lines()
+            .filter(|l| l.starts_with("block 0 step"))
+            .collect();
+        assert!(!steps.is_empty() && steps.len() <= 6, "{stdout}");
+        assert!(
+            steps[0].contains('['),
+            "newly decoded tokens are marked: {}",
+            steps[0]
+        );
+        assert!(
+            steps[0].contains('_'),
+            "masked positions are shown: {}",
+            steps[0]
+        );
+        assert!(stdout.contains("forward passes"));
+    }
+}
+
+#[test]
+fn help_explains_every_flag() {
+    let output = rediff().args(["run", "--help"]).output().unwrap();
+    let (stdout, _) = texts(&output);
+    for flag in ["--out", "--resume", "--seed", "--threads", "--quiet"] {
+        assert!(stdout.contains(flag), "{flag} missing from help");
+    }
+    let output = rediff().args(["generate", "--help"]).output().unwrap();
+    let (stdout, _) = texts(&output);
+    for flag in [
+        "--model",
+        "--image",
+        "--steps",
+        "--gen-length",
+        "--block-length",
+        "--sampler",
+        "--trace",
+        "--topk",
+    ] {
+        assert!(stdout.contains(flag), "{flag} missing from help");
+    }
+}
+
+#[test]
+fn components_and_check_show_the_assembled_pipeline() {
+    let output = rediff().arg("components").output().unwrap();
+    let (stdout, _) = texts(&output);
+    for name in [
+        "tiny-vlm",
+        "shapes",
+        "linear",
+        "masked",
+        "random-replace",
+        "span-pairs",
+        "none",
+        "refine",
+    ] {
+        assert!(stdout.contains(name), "{name} missing:\n{stdout}");
+    }
+    assert!(stdout.contains("built-in (rediff-standard)"));
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = write(dir.path(), "tiny.toml", TINY);
+    let output = rediff().arg("check").arg(&pipeline).output().unwrap();
+    let (stdout, stderr) = texts(&output);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stdout.contains("stage1.synthesizers[1]") && stdout.contains("span-pairs"),
+        "{stdout}"
+    );
+    // The quickstart shipped in configs/ is valid too.
+    let output = rediff()
+        .args(["check", "configs/quickstart.toml"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", texts(&output).1);
+}
