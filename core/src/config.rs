@@ -256,6 +256,9 @@ pub struct TrainSettings {
     /// thread, each with single-threaded tensor ops. Small matrices do not
     /// parallelise inside an op; two models do. Default true.
     pub concurrent_stages: bool,
+    /// A stage that trains alone (pre-training) splits each batch into this
+    /// many shards, one thread each, and sums their gradients. Default 2.
+    pub data_parallel: usize,
 }
 
 impl Default for TrainSettings {
@@ -271,6 +274,7 @@ impl Default for TrainSettings {
             grad_clip: 1.0,
             checkpoint_every: 250,
             concurrent_stages: true,
+            data_parallel: 2,
         }
     }
 }

@@ -247,6 +247,7 @@ pub fn run(cfg: &PipelineConfig, registry: &Registry, opts: &RunOptions) -> Resu
         tokenizer: assembled.data.tokenizer(),
         multi: multi.as_ref(),
         init: None,
+        shards: cfg.train.data_parallel.max(1),
     };
     let mut pretrain_report = None;
     let shared = match &assembled.pretrain {
@@ -260,32 +261,37 @@ pub fn run(cfg: &PipelineConfig, registry: &Registry, opts: &RunOptions) -> Resu
         }
         None => shared,
     };
-    let outcomes: Vec<Result<ModelOutcome>> =
-        if cfg.train.concurrent_stages && assembled.stages.len() > 1 {
-            std::thread::scope(|scope| {
-                let handles: Vec<_> = assembled
-                    .stages
-                    .iter()
-                    .map(|stage| {
-                        let shared = &shared;
-                        scope.spawn(move || shared.train_and_evaluate(stage))
-                    })
-                    .collect();
-                handles
-                    .into_iter()
-                    .map(|h| {
-                        h.join()
-                            .unwrap_or_else(|_| Err(Error::invalid("a training thread panicked")))
-                    })
-                    .collect()
-            })
-        } else {
-            assembled
+    let concurrent = cfg.train.concurrent_stages && assembled.stages.len() > 1;
+    // Concurrent stages already use every core between them.
+    let shared = Shared {
+        shards: if concurrent { 1 } else { shared.shards },
+        ..shared
+    };
+    let outcomes: Vec<Result<ModelOutcome>> = if concurrent {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = assembled
                 .stages
                 .iter()
-                .map(|stage| shared.train_and_evaluate(stage))
+                .map(|stage| {
+                    let shared = &shared;
+                    scope.spawn(move || shared.train_and_evaluate(stage))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(Error::invalid("a training thread panicked")))
+                })
                 .collect()
-        };
+        })
+    } else {
+        assembled
+            .stages
+            .iter()
+            .map(|stage| shared.train_and_evaluate(stage))
+            .collect()
+    };
     let mut report = Report {
         pipeline: cfg.source.name.clone(),
         seed: cfg.seed,
@@ -351,6 +357,8 @@ struct Shared<'a> {
     multi: Option<&'a MultiProgress>,
     /// Weights every stage starts from (the pre-trained model).
     init: Option<Box<dyn ModelBackend>>,
+    /// Data-parallel shards for the stage being trained.
+    shards: usize,
 }
 
 /// One model's training report and evaluation results.
@@ -404,6 +412,7 @@ impl Shared<'_> {
             resume: opts.resume,
             progress: self.multi.cloned(),
             interrupt: &opts.interrupt,
+            shards: self.shards,
         }
         .run()?;
         Ok((model, report))

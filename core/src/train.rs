@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use candle_core::Tensor;
+use candle_core::backprop::GradStore;
+use candle_core::{Device, Tensor};
 use image::RgbImage;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use rand::Rng as _;
@@ -66,6 +67,8 @@ pub struct StageRun<'a> {
     pub progress: Option<MultiProgress>,
     /// Set by Ctrl-C: save and stop.
     pub interrupt: &'a AtomicBool,
+    /// Data-parallel shards per batch (1: one thread).
+    pub shards: usize,
 }
 
 /// What a training stage did.
@@ -196,6 +199,67 @@ impl StageRun<'_> {
         })
     }
 
+    /// The batch loss and its gradients. With `shards > 1` the batch is split
+    /// into that many contiguous shards, each forward and backward pass runs
+    /// on its own thread, and the gradients are summed in shard order (so the
+    /// result does not depend on thread timing).
+    fn loss_and_grads(&self, batch: Batch, l: usize, device: &Device) -> Result<(f32, GradStore)> {
+        let n = batch.prompts.len();
+        let shards = self.shards.clamp(1, n);
+        let bounds: Vec<(usize, usize)> = (0..shards)
+            .map(|k| (k * n / shards, (k + 1) * n / shards))
+            .collect();
+        let shard = |(a, b): (usize, usize)| -> Result<(f32, GradStore)> {
+            let m = b - a;
+            let input = Tensor::from_vec(batch.input[a * l..b * l].to_vec(), (m, l), device)?;
+            let labels = Tensor::from_vec(batch.labels[a * l..b * l].to_vec(), (m, l), device)?;
+            let weights = Tensor::from_vec(batch.weights[a * l..b * l].to_vec(), (m, l), device)?;
+            let context = self.model.encode_prompts(&batch.prompts[a..b])?;
+            let logits = self.model.forward(&context, &input)?;
+            // Each shard's mean, weighted by its share: the sum is the batch mean.
+            let loss = (weighted_loss(&logits, &labels, &weights)? * (m as f64 / n as f64))?;
+            Ok((loss.to_scalar::<f32>()?, loss.backward()?))
+        };
+        let mut results: Vec<Result<(f32, GradStore)>> = if shards == 1 {
+            vec![shard(bounds[0])]
+        } else {
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = bounds
+                    .iter()
+                    .map(|&bound| scope.spawn(move || shard(bound)))
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| {
+                        h.join()
+                            .unwrap_or_else(|_| Err(Error::invalid("a training shard panicked")))
+                    })
+                    .collect()
+            })
+        };
+        let (mut loss, mut grads) = results.remove(0)?;
+        let varmap = self
+            .model
+            .varmap()
+            .ok_or_else(|| Error::invalid("model has no trainable variables"))?;
+        let vars = varmap.all_vars();
+        for result in results {
+            let (shard_loss, shard_grads) = result?;
+            loss += shard_loss;
+            for var in &vars {
+                let t = var.as_tensor();
+                if let Some(g) = shard_grads.get(t) {
+                    let sum = match grads.get(t) {
+                        Some(acc) => (acc + g)?,
+                        None => g.clone(),
+                    };
+                    grads.insert(t, sum);
+                }
+            }
+        }
+        Ok((loss, grads))
+    }
+
     /// Runs the stage to completion (or until interrupted), then writes the
     /// final model to `dirs.final_model` with its [`StageReport`].
     pub fn run(&self) -> Result<StageReport> {
@@ -287,21 +351,13 @@ impl StageRun<'_> {
             }
             let step = state.step;
             let batch = self.make_batch(step, &eligible, &mut report)?;
-            let n = batch.prompts.len();
-            let input = Tensor::from_vec(batch.input, (n, l), &device)?;
-            let labels = Tensor::from_vec(batch.labels, (n, l), &device)?;
-            let weights = Tensor::from_vec(batch.weights, (n, l), &device)?;
-            let context = self.model.encode_prompts(&batch.prompts)?;
-            let logits = self.model.forward(&context, &input)?;
-            let loss = weighted_loss(&logits, &labels, &weights)?;
-            let loss_value = loss.to_scalar::<f32>()?;
+            let (loss_value, grads) = self.loss_and_grads(batch, l, &device)?;
             if !loss_value.is_finite() {
                 return Err(Error::invalid(format!(
                     "stage {}: loss became {loss_value} at step {step}; lower the learning rate",
                     self.name
                 )));
             }
-            let grads = loss.backward()?;
             let scale = if s.grad_clip > 0.0 {
                 let norm = opt.grad_norm(&grads)?;
                 if norm > s.grad_clip {

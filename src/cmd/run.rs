@@ -43,8 +43,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     if let Some(seed) = args.seed {
         cfg.seed = seed;
     }
-    // Concurrent stages each get one compute thread unless told otherwise.
-    let default_threads = cfg.train.concurrent_stages.then_some(1);
+    // Concurrent stages and data-parallel shards each get one compute
+    // thread unless told otherwise.
+    let default_threads = (cfg.train.concurrent_stages || cfg.train.data_parallel > 1).then_some(1);
     super::set_threads(args.threads.or(cfg.threads).or(default_threads));
     let out = args.out.or_else(|| cfg.out_dir.clone()).unwrap_or_else(|| {
         let stem = args
@@ -76,12 +77,13 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     let report = match pipeline::run(&cfg, &registry, &opts) {
         Err(rediff_core::Error::Interrupted) => {
+            let pipeline = args
+                .pipeline
+                .as_deref()
+                .map(|p| format!("{} ", p.display()))
+                .unwrap_or_default();
             anyhow::bail!(
-                "interrupted; continue with: rediff run {} --out {} --resume",
-                args.pipeline
-                    .as_deref()
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_default(),
+                "interrupted; continue with: rediff run {pipeline}--out {} --resume",
                 out.display()
             )
         }

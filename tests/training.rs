@@ -1,0 +1,122 @@
+//! The trainer: splitting a batch over data-parallel shards computes the
+//! same update as one pass over the whole batch.
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use candle_core::Device;
+use rediff_core::checkpoint::StageDirs;
+use rediff_core::config::TrainSettings;
+use rediff_core::data::{DataContext, DataSource, Split};
+use rediff_core::image_io::load_rgb;
+use rediff_core::model::ModelBackend;
+use rediff_core::pipeline::tokenize_sample;
+use rediff_core::synth::ErrorSynthesizer;
+use rediff_core::train::{StageRun, TrainExample};
+use rediff_shapes::{ShapesOptions, ShapesSource};
+use rediff_standard::{Linear, LinearOptions, RandomReplace, RandomReplaceOptions};
+use rediff_tiny_vlm::{TinyVlmBackend, TinyVlmConfig, TinyVlmOptions};
+
+fn weights(model: &dyn ModelBackend) -> Vec<(String, Vec<f32>)> {
+    let data = model.varmap().unwrap().data().lock().unwrap();
+    let mut out: Vec<_> = data
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                v.as_tensor()
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1::<f32>()
+                    .unwrap(),
+            )
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+#[test]
+fn data_parallel_shards_match_a_single_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut data = ShapesSource::new(ShapesOptions {
+        train_samples: 40,
+        eval_samples: 2,
+        pair_share: 0.0,
+        ..Default::default()
+    })
+    .unwrap();
+    data.prepare(&DataContext {
+        dir: dir.path().join("data"),
+        seed: 1,
+    })
+    .unwrap();
+    let tokenizer = data.tokenizer().unwrap();
+    let cfg = TinyVlmConfig::new(
+        TinyVlmOptions {
+            hidden_size: 32,
+            num_layers: 1,
+            num_heads: 2,
+            intermediate_size: 48,
+            ..Default::default()
+        },
+        &tokenizer,
+    )
+    .unwrap();
+    let schedule = Linear::new(LinearOptions::default()).unwrap();
+    let synth: Vec<Arc<dyn ErrorSynthesizer>> = vec![Arc::new(
+        RandomReplace::new(RandomReplaceOptions::default()).unwrap(),
+    )];
+    let settings = TrainSettings {
+        batch_size: 8,
+        warmup_steps: 1,
+        checkpoint_every: 0,
+        ..Default::default()
+    };
+    let interrupt = AtomicBool::new(false);
+    let train = |shards: usize| -> Vec<(String, Vec<f32>)> {
+        let model = TinyVlmBackend::new(cfg.clone(), tokenizer.clone(), 7, &Device::Cpu).unwrap();
+        let examples: Vec<TrainExample> = data
+            .samples(Split::Train)
+            .unwrap()
+            .iter()
+            .map(|s| TrainExample {
+                image: Arc::new(load_rgb(&s.image).unwrap()),
+                prompt: model.prompt_ids(&s.question).unwrap(),
+                tokens: tokenize_sample(&model, s, 24).unwrap(),
+            })
+            .collect();
+        StageRun {
+            name: "stage".into(),
+            model: &model,
+            schedule: &schedule,
+            synthesizers: &synth,
+            examples: &examples,
+            settings: &settings,
+            steps: 3,
+            lr: 1e-3,
+            seed: 3,
+            dirs: StageDirs::new(&dir.path().join(format!("run{shards}")), "stage"),
+            resume: false,
+            progress: None,
+            interrupt: &interrupt,
+            shards,
+        }
+        .run()
+        .unwrap();
+        weights(&model)
+    };
+    let one = train(1);
+    let two = train(2);
+    let three = train(3);
+    for other in [&two, &three] {
+        for ((name, a), (_, b)) in one.iter().zip(other.iter()) {
+            let diff = a
+                .iter()
+                .zip(b)
+                .map(|(x, y)| (x - y).abs())
+                .fold(0f32, f32::max);
+            assert!(diff < 1e-4, "{name} differs by {diff}");
+        }
+    }
+}
