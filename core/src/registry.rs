@@ -171,6 +171,20 @@ pub trait Plugin {
     }
 }
 
+/// Expands `$m!(args.., field, kind)` once per component map of [`Registry`],
+/// in display order, so code that touches every map names them once.
+macro_rules! each_map {
+    ($m:ident!($($arg:tt)*)) => {
+        $m!($($arg)*, models, ComponentKind::Model);
+        $m!($($arg)*, loaders, ComponentKind::ModelLoader);
+        $m!($($arg)*, data, ComponentKind::Data);
+        $m!($($arg)*, schedules, ComponentKind::Schedule);
+        $m!($($arg)*, synthesizers, ComponentKind::Synthesizer);
+        $m!($($arg)*, policies, ComponentKind::Policy);
+        $m!($($arg)*, experts, ComponentKind::Expert);
+    };
+}
+
 struct Entry<F> {
     factory: F,
     origin: Origin,
@@ -375,24 +389,18 @@ impl Registry {
             }
             Ok(())
         }
-        check(&self.models, &other.models, ComponentKind::Model)?;
-        check(&self.loaders, &other.loaders, ComponentKind::ModelLoader)?;
-        check(&self.data, &other.data, ComponentKind::Data)?;
-        check(&self.schedules, &other.schedules, ComponentKind::Schedule)?;
-        check(
-            &self.synthesizers,
-            &other.synthesizers,
-            ComponentKind::Synthesizer,
-        )?;
-        check(&self.policies, &other.policies, ComponentKind::Policy)?;
-        check(&self.experts, &other.experts, ComponentKind::Expert)?;
-        self.models.extend(other.models);
-        self.loaders.extend(other.loaders);
-        self.data.extend(other.data);
-        self.schedules.extend(other.schedules);
-        self.synthesizers.extend(other.synthesizers);
-        self.policies.extend(other.policies);
-        self.experts.extend(other.experts);
+        macro_rules! check_map {
+            ($a:ident, $b:ident, $field:ident, $kind:expr) => {
+                check(&$a.$field, &$b.$field, $kind)?;
+            };
+        }
+        macro_rules! extend_map {
+            ($a:ident, $b:ident, $field:ident, $kind:expr) => {
+                $a.$field.extend($b.$field);
+            };
+        }
+        each_map!(check_map!(self, other));
+        each_map!(extend_map!(self, other));
         Ok(())
     }
 
@@ -469,13 +477,12 @@ impl Registry {
             }));
         }
         let mut out = Vec::new();
-        rows(&mut out, ComponentKind::Model, &self.models);
-        rows(&mut out, ComponentKind::ModelLoader, &self.loaders);
-        rows(&mut out, ComponentKind::Data, &self.data);
-        rows(&mut out, ComponentKind::Schedule, &self.schedules);
-        rows(&mut out, ComponentKind::Synthesizer, &self.synthesizers);
-        rows(&mut out, ComponentKind::Policy, &self.policies);
-        rows(&mut out, ComponentKind::Expert, &self.experts);
+        macro_rules! list_map {
+            ($a:ident, $out:ident, $field:ident, $kind:expr) => {
+                rows(&mut $out, $kind, &$a.$field);
+            };
+        }
+        each_map!(list_map!(self, out));
         out
     }
 
