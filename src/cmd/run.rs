@@ -28,7 +28,9 @@ pub struct RunArgs {
     #[arg(long)]
     seed: Option<u64>,
 
-    /// Compute threads (default: the pipeline's `threads`, else all cores).
+    /// Threads per tensor op (default: the pipeline's `threads`; else 1 when
+    /// stages run concurrently or batches are split over data-parallel
+    /// shards, which then use the cores; else all cores).
     #[arg(long)]
     threads: Option<usize>,
 
