@@ -27,6 +27,7 @@ pub mod image_io;
 pub mod loss;
 pub mod model;
 pub mod optim;
+pub mod parallel;
 pub mod pipeline;
 pub mod policy;
 pub mod registry;

@@ -27,6 +27,7 @@ use crate::error::{Error, Result};
 use crate::eval::{encode_batches, EvalItem, EvalRow, EvalRun, SamplerSpec, StepTiming};
 use crate::image_io::load_rgb;
 use crate::model::ModelBackend;
+use crate::parallel::map_scoped;
 use crate::registry::{BuildContext, LoadOptions, Registry};
 use crate::report::{DataSummary, ExampleSet, Report};
 use crate::sampler::SamplerSettings;
@@ -247,12 +248,12 @@ pub fn run(cfg: &PipelineConfig, registry: &Registry, opts: &RunOptions) -> Resu
         tokenizer: assembled.data.tokenizer(),
         multi: multi.as_ref(),
         init: None,
-        shards: cfg.train.data_parallel.max(1),
     };
     let mut pretrain_report = None;
     let shared = match &assembled.pretrain {
         Some(stage) => {
-            let (model, report) = shared.train(stage)?;
+            // Trains alone: split its batches over data-parallel shards.
+            let (model, report) = shared.train(stage, cfg.train.data_parallel.max(1))?;
             pretrain_report = Some(report);
             Shared {
                 init: Some(model),
@@ -262,34 +263,17 @@ pub fn run(cfg: &PipelineConfig, registry: &Registry, opts: &RunOptions) -> Resu
         None => shared,
     };
     let concurrent = cfg.train.concurrent_stages && assembled.stages.len() > 1;
-    // Concurrent stages already use every core between them.
-    let shared = Shared {
-        shards: if concurrent { 1 } else { shared.shards },
-        ..shared
-    };
     let outcomes: Vec<Result<ModelOutcome>> = if concurrent {
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = assembled
-                .stages
-                .iter()
-                .map(|stage| {
-                    let shared = &shared;
-                    scope.spawn(move || shared.train_and_evaluate(stage))
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| Err(Error::invalid("a training thread panicked")))
-                })
-                .collect()
+        // Concurrent stages already use every core between them: one shard each.
+        map_scoped(&assembled.stages, |stage| {
+            shared.train_and_evaluate(stage, 1)
         })
     } else {
+        let shards = cfg.train.data_parallel.max(1);
         assembled
             .stages
             .iter()
-            .map(|stage| shared.train_and_evaluate(stage))
+            .map(|stage| shared.train_and_evaluate(stage, shards))
             .collect()
     };
     let mut report = Report {
@@ -357,8 +341,6 @@ struct Shared<'a> {
     multi: Option<&'a MultiProgress>,
     /// Weights every stage starts from (the pre-trained model).
     init: Option<Box<dyn ModelBackend>>,
-    /// Data-parallel shards for the stage being trained.
-    shards: usize,
 }
 
 /// One model's training report and evaluation results.
@@ -373,7 +355,11 @@ struct ModelOutcome {
 impl Shared<'_> {
     /// Trains the stage's model, starting from the pre-trained weights when
     /// there are any (or loads it when resuming a finished stage).
-    fn train(&self, stage: &BuiltStage) -> Result<(Box<dyn ModelBackend>, StageReport)> {
+    fn train(
+        &self,
+        stage: &BuiltStage,
+        shards: usize,
+    ) -> Result<(Box<dyn ModelBackend>, StageReport)> {
         let (cfg, opts) = (self.cfg, self.opts);
         let name = &stage.model_name;
         let dirs = StageDirs::new(&opts.out_dir, name);
@@ -412,17 +398,17 @@ impl Shared<'_> {
             resume: opts.resume,
             progress: self.multi.cloned(),
             interrupt: &opts.interrupt,
-            shards: self.shards,
+            shards,
         }
         .run()?;
         Ok((model, report))
     }
 
     /// Trains the stage's model, then evaluates it on the whole grid.
-    fn train_and_evaluate(&self, stage: &BuiltStage) -> Result<ModelOutcome> {
+    fn train_and_evaluate(&self, stage: &BuiltStage, shards: usize) -> Result<ModelOutcome> {
         let (cfg, opts) = (self.cfg, self.opts);
         let name = &stage.model_name;
-        let (model, training) = self.train(stage)?;
+        let (model, training) = self.train(stage, shards)?;
         let eval_started = Instant::now();
         let settings_count = self.samplers.len() * cfg.eval.tokens_per_step.len();
         let bar = match self.multi {

@@ -24,6 +24,7 @@ use crate::error::{Error, Result};
 use crate::loss::weighted_loss;
 use crate::model::{ModelBackend, Prompt};
 use crate::optim::{lr_at, AdamW, AdamWConfig};
+use crate::parallel::map_scoped;
 use crate::rng;
 use crate::schedule::NoiseSchedule;
 use crate::synth::{ErrorSynthesizer, GroupRole, SkipReason, SynthContext, TokenizedSample};
@@ -220,23 +221,7 @@ impl StageRun<'_> {
             let loss = (weighted_loss(&logits, &labels, &weights)? * (m as f64 / n as f64))?;
             Ok((loss.to_scalar::<f32>()?, loss.backward()?))
         };
-        let mut results: Vec<Result<(f32, GradStore)>> = if shards == 1 {
-            vec![shard(bounds[0])]
-        } else {
-            std::thread::scope(|scope| {
-                let handles: Vec<_> = bounds
-                    .iter()
-                    .map(|&bound| scope.spawn(move || shard(bound)))
-                    .collect();
-                handles
-                    .into_iter()
-                    .map(|h| {
-                        h.join()
-                            .unwrap_or_else(|_| Err(Error::invalid("a training shard panicked")))
-                    })
-                    .collect()
-            })
-        };
+        let mut results = map_scoped(&bounds, |&bound| shard(bound));
         let (mut loss, mut grads) = results.remove(0)?;
         let varmap = self
             .model
