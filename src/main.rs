@@ -38,7 +38,7 @@ enum Command {
     Run(cmd::run::RunArgs),
     /// Validate a pipeline file and print the assembled pipeline.
     Check(cmd::check::CheckArgs),
-    /// Caption an image with a trained checkpoint.
+    /// Caption an image, or a directory of images into a predictions file, with a trained checkpoint.
     Generate(cmd::generate::GenerateArgs),
     /// List every registered component by kind, with its origin.
     Components(cmd::components::ComponentsArgs),

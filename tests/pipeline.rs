@@ -11,7 +11,7 @@ use std::time::Duration;
 use common::{rediff, run_pipeline, texts, trained_run, write, TINY};
 use rediff_core::pipeline::{self, RunOptions};
 use rediff_core::report::Report;
-use rediff_core::{PipelineConfig, Registry};
+use rediff_core::PipelineConfig;
 
 fn report(dir: &std::path::Path) -> Report {
     serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap()
@@ -44,9 +44,9 @@ fn run_writes_the_three_report_files_with_every_setting() {
         assert!(out.join(f).exists(), "{f} missing");
     }
     let r = report(out);
-    // 2 models x 2 samplers x 2 tokens-per-step settings.
-    assert_eq!(r.results.len(), 8);
-    for model in ["baseline", "rediff-base"] {
+    // 3 models x 2 samplers x 2 tokens-per-step settings.
+    assert_eq!(r.results.len(), 12);
+    for model in ["baseline", "rediff-base", "rediff"] {
         for sampler in ["denoise", "refine"] {
             for tps in [1, 8] {
                 let row = r.result(model, sampler, tps).unwrap();
@@ -58,14 +58,37 @@ fn run_writes_the_three_report_files_with_every_setting() {
             }
         }
     }
-    assert_eq!(r.training.len(), 2);
-    assert_eq!(r.training[0].steps, 30);
+    // baseline, Stage I, two Stage II rounds.
+    let names: Vec<&str> = r.training.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["baseline", "rediff-base", "rediff-r1", "rediff"]);
+    assert_eq!(r.training[0].steps, 300);
     assert_eq!(r.data.train_pairs, 60);
     // Stage I used both synthesizers; the baseline only the masked one.
     assert_eq!(r.training[0].synthesized.len(), 1);
     assert_eq!(r.training[1].synthesized.len(), 2);
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(md.contains("| rediff-base | refine | 8 | 3 |"), "{md}");
+    assert!(md.contains("| rediff | refine | 8 | 3 |"), "{md}");
+    // Stage II: one entry per round with the expert-side statistics.
+    let s2 = r.stage2.as_ref().unwrap();
+    assert_eq!(s2.expert, "oracle");
+    assert_eq!(s2.rounds.len(), 2);
+    for (k, round) in s2.rounds.iter().enumerate() {
+        let e = &round.expert;
+        assert_eq!(round.drafts, 24);
+        assert_eq!(e.reviewed + e.failed + round.drafts_without_end, 24);
+        assert_eq!(e.right + e.corrected + e.uncorrected, e.reviewed);
+        assert_eq!(
+            e.pairs_kept + e.pairs_dropped.values().sum::<usize>(),
+            e.pairs_proposed
+        );
+        assert_eq!(round.samples, e.corrected);
+        assert_eq!(round.results.len(), 4, "round {k} is evaluated");
+    }
+    assert_eq!(s2.rounds[0].model, "rediff-r1");
+    assert!(md.contains("## Stage II (expert `oracle`)"), "{md}");
+    assert!(out.join("models/rediff/config.json").exists());
+    assert!(out.join("stage2/round-2/dataset.json").exists());
     assert!(md.contains("quality_vs_parallelism.png"));
 }
 
@@ -91,17 +114,10 @@ fn same_seed_gives_the_same_report() {
 #[test]
 fn interrupted_run_resumes_to_the_same_report() {
     let dir = tempfile::tempdir().unwrap();
-    let mut text = TINY.replace("steps = 30", "steps = 60");
+    let mut text = TINY.replace("steps = 300", "steps = 360");
     text = text.replace("checkpoint_every = 10", "checkpoint_every = 7");
     let cfg = PipelineConfig::parse("tiny.toml", &text).unwrap();
-    let mut registry = Registry::new();
-    registry
-        .add_plugin(&rediff_standard::StandardPlugin)
-        .unwrap();
-    registry.add_plugin(&rediff_shapes::ShapesPlugin).unwrap();
-    registry
-        .add_plugin(&rediff_tiny_vlm::TinyVlmPlugin)
-        .unwrap();
+    let registry = common::builtin_registry();
     let options = |out: &str, resume: bool, flag: Arc<AtomicBool>| RunOptions {
         out_dir: dir.path().join(out),
         resume,
@@ -213,6 +229,7 @@ fn components_and_check_show_the_assembled_pipeline() {
         "span-pairs",
         "none",
         "refine",
+        "oracle",
     ] {
         assert!(stdout.contains(name), "{name} missing:\n{stdout}");
     }

@@ -301,6 +301,37 @@ pub struct TrainStageConfig {
     pub synthesizers: Vec<ComponentSpec>,
 }
 
+/// Stage II: rounds of drafting, expert review and training on corrected drafts.
+#[derive(Debug, Clone)]
+pub struct Stage2Config {
+    /// Draft-review-train rounds. Default 1.
+    pub rounds: usize,
+    /// Training prompts drafted per round (clean-caption samples; a
+    /// different seeded draw each round).
+    pub drafts: usize,
+    /// Tokens per step of the drafts, cycled over the prompts. Default
+    /// `[1, 4, 8]`, the reference's mix.
+    pub tokens_per_step: Vec<usize>,
+    /// The refinement policy that drafts (default `{ kind = "refine" }`).
+    pub sampler: ComponentSpec,
+    /// Gumbel temperature of the drafts. Default 0 (greedy).
+    pub temperature: f64,
+    /// Prompts per drafting forward pass (default: `[eval] batch_size`).
+    pub batch_size: usize,
+    /// The expert that reviews drafts.
+    pub expert: ComponentSpec,
+    /// Expert requests in flight at most. Default 8.
+    pub concurrency: usize,
+    /// Optimiser steps and learning rate of each round.
+    pub settings: StageSettings,
+    /// Share of each round's training set drawn from Stage I samples (the
+    /// rest: corrected drafts). Default 0: corrected drafts only, as the reference.
+    pub stage1_share: f64,
+    /// Synthesizers for the round's samples (default: Stage I's). Corrected
+    /// drafts carry pairs, so a `span-pairs`-like synthesizer must accept them.
+    pub synthesizers: Vec<ComponentSpec>,
+}
+
 /// One sampler to evaluate.
 #[derive(Debug, Clone)]
 pub struct SamplerConfig {
@@ -358,6 +389,8 @@ pub struct PipelineConfig {
     pub baseline: Option<TrainStageConfig>,
     /// Stage I (synthetic errors), if wanted.
     pub stage1: Option<TrainStageConfig>,
+    /// Stage II (expert corrections of the model's own drafts), if wanted.
+    pub stage2: Option<Stage2Config>,
     /// Evaluation.
     pub eval: EvalConfig,
 }
@@ -386,7 +419,44 @@ struct RawPipeline {
     baseline: Option<RawStage>,
     #[serde(default)]
     stage1: Option<RawStage>,
+    #[serde(default)]
+    stage2: Option<Spanned<RawStage2>>,
     eval: RawEval,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStage2 {
+    #[serde(default = "default_rounds")]
+    rounds: usize,
+    drafts: usize,
+    #[serde(default)]
+    tokens_per_step: Option<Spanned<Vec<usize>>>,
+    #[serde(default)]
+    sampler: Option<IgnoredAny>,
+    #[serde(default)]
+    temperature: f64,
+    #[serde(default)]
+    batch_size: Option<usize>,
+    #[allow(dead_code)]
+    expert: IgnoredAny,
+    #[serde(default = "default_concurrency")]
+    concurrency: usize,
+    steps: usize,
+    #[serde(default)]
+    lr: Option<f64>,
+    #[serde(default)]
+    stage1_share: Option<Spanned<f64>>,
+    #[serde(default)]
+    synthesizers: Option<Spanned<Vec<IgnoredAny>>>,
+}
+
+fn default_rounds() -> usize {
+    1
+}
+
+fn default_concurrency() -> usize {
+    8
 }
 
 #[derive(Deserialize)]
@@ -470,17 +540,24 @@ impl PipelineConfig {
             None => gen_length,
         };
         let blocks = gen_length / block_length;
-        for &tps in raw.eval.tokens_per_step.get_ref() {
-            let ok = tps > 0 && gen_length % tps == 0 && (gen_length / tps) % blocks == 0;
-            if !ok {
-                return Err(source.error(
-                    Some(raw.eval.tokens_per_step.span()),
-                    format!(
-                        "tokens_per_step {tps} must divide gen_length {gen_length} into a step count divisible by the {blocks} block(s)"
-                    ),
-                ));
+        let check_tps = |list: &Spanned<Vec<usize>>| -> Result<(), ConfigError> {
+            for &tps in list.get_ref() {
+                let ok = tps > 0 && gen_length % tps == 0 && (gen_length / tps) % blocks == 0;
+                if !ok {
+                    return Err(source.error(
+                        Some(list.span()),
+                        format!(
+                            "tokens_per_step {tps} must divide gen_length {gen_length} into a step count divisible by the {blocks} block(s)"
+                        ),
+                    ));
+                }
             }
-        }
+            if list.get_ref().is_empty() {
+                return Err(source.error(Some(list.span()), "tokens_per_step is empty"));
+            }
+            Ok(())
+        };
+        check_tps(&raw.eval.tokens_per_step)?;
         if raw.eval.samplers.get_ref().is_empty() {
             return Err(source.error(
                 Some(raw.eval.samplers.span()),
@@ -527,6 +604,89 @@ impl PipelineConfig {
         let pretrain = stage("pretrain", raw.pretrain)?;
         let baseline = stage("baseline", raw.baseline)?;
         let stage1 = stage("stage1", raw.stage1)?;
+        let stage2 = match raw.stage2 {
+            None => None,
+            Some(spanned) => {
+                let span = spanned.span();
+                let s = spanned.into_inner();
+                let Some(s1) = &stage1 else {
+                    return Err(source.error(
+                        Some(span),
+                        "[stage2] continues from the Stage I model: add a [stage1] table",
+                    ));
+                };
+                if s.rounds == 0 || s.drafts == 0 {
+                    return Err(source.error(
+                        Some(span),
+                        "stage2.rounds and stage2.drafts must be positive",
+                    ));
+                }
+                let share = s.stage1_share.as_ref().map_or(0.0, |v| *v.get_ref());
+                if !(0.0..1.0).contains(&share) {
+                    return Err(source.error(
+                        s.stage1_share.as_ref().map(|v| v.span()),
+                        format!("stage2.stage1_share must lie in [0, 1), got {share}"),
+                    ));
+                }
+                let tokens_per_step = match &s.tokens_per_step {
+                    Some(list) => {
+                        check_tps(list)?;
+                        list.get_ref().clone()
+                    }
+                    None => {
+                        let default = vec![1, 4, 8];
+                        for &tps in &default {
+                            if gen_length % tps != 0 || (gen_length / tps) % blocks != 0 {
+                                return Err(source.error(
+                                    Some(span),
+                                    format!("the default stage2.tokens_per_step [1, 4, 8] does not fit gen_length {gen_length}; set tokens_per_step"),
+                                ));
+                            }
+                        }
+                        default
+                    }
+                };
+                let sampler = if s.sampler.is_some() {
+                    spec(vec![key("stage2"), key("sampler")])?
+                } else {
+                    ComponentSpec::from_toml_str("stage2.sampler (default)", "kind = \"refine\"\n")?
+                };
+                let synthesizers = match &s.synthesizers {
+                    Some(list) if list.get_ref().is_empty() => {
+                        return Err(source.error(
+                            Some(list.span()),
+                            "stage2.synthesizers needs at least one synthesizer",
+                        ))
+                    }
+                    Some(list) => (0..list.get_ref().len())
+                        .map(|i| {
+                            spec(vec![
+                                key("stage2"),
+                                key("synthesizers"),
+                                PathSegment::Index(i),
+                            ])
+                        })
+                        .collect::<Result<Vec<_>, _>>()?,
+                    None => s1.synthesizers.clone(),
+                };
+                Some(Stage2Config {
+                    rounds: s.rounds,
+                    drafts: s.drafts,
+                    tokens_per_step,
+                    sampler,
+                    temperature: s.temperature,
+                    batch_size: s.batch_size.unwrap_or(raw.eval.batch_size).max(1),
+                    expert: spec(vec![key("stage2"), key("expert")])?,
+                    concurrency: s.concurrency.max(1),
+                    settings: StageSettings {
+                        steps: s.steps,
+                        lr: s.lr,
+                    },
+                    stage1_share: share,
+                    synthesizers,
+                })
+            }
+        };
         Ok(PipelineConfig {
             seed: raw.seed,
             out_dir: raw.out_dir,
@@ -539,6 +699,7 @@ impl PipelineConfig {
             pretrain,
             baseline,
             stage1,
+            stage2,
             eval: EvalConfig {
                 samples: raw.eval.samples,
                 tokens_per_step: raw.eval.tokens_per_step.into_inner(),
@@ -570,6 +731,20 @@ impl PipelineConfig {
             for s in &stage.synthesizers {
                 out.push((s.path(), ComponentKind::Synthesizer, s));
             }
+        }
+        if let Some(s2) = &self.stage2 {
+            // Listed once when Stage II reuses Stage I's synthesizers.
+            if s2
+                .synthesizers
+                .iter()
+                .any(|s| s.path().starts_with("stage2"))
+            {
+                for s in &s2.synthesizers {
+                    out.push((s.path(), ComponentKind::Synthesizer, s));
+                }
+            }
+            out.push((s2.sampler.path(), ComponentKind::Policy, &s2.sampler));
+            out.push((s2.expert.path(), ComponentKind::Expert, &s2.expert));
         }
         for s in &self.eval.samplers {
             out.push((s.policy.path(), ComponentKind::Policy, &s.policy));
@@ -663,6 +838,62 @@ samplers = [
         assert!(err.message.contains("tokens_per_step 3"), "{err}");
         let err = PipelineConfig::parse("p.toml", "seed = [").unwrap_err();
         assert_eq!(err.line, 1);
+    }
+
+    const STAGE2: &str = r#"
+[stage2]
+drafts = 10
+expert = { kind = "oracle" }
+steps = 5
+"#;
+
+    fn with_stage2(extra: &str) -> String {
+        GOOD.replace("[eval]", &format!("{STAGE2}{extra}\n[eval]"))
+    }
+
+    #[test]
+    fn stage2_defaults_and_components() {
+        let cfg = PipelineConfig::parse("p.toml", &with_stage2("")).unwrap();
+        let s2 = cfg.stage2.as_ref().unwrap();
+        assert_eq!(s2.rounds, 1);
+        assert_eq!(s2.tokens_per_step, vec![1, 4, 8]);
+        assert_eq!(s2.sampler.kind(), "refine");
+        assert_eq!(s2.expert.kind(), "oracle");
+        assert_eq!(s2.stage1_share, 0.0);
+        assert_eq!(s2.concurrency, 8);
+        // Stage I's synthesizers by default, listed once.
+        assert_eq!(s2.synthesizers[1].path(), "stage1.synthesizers[1]");
+        let kinds: Vec<_> = cfg.components().iter().map(|c| c.0.clone()).collect();
+        assert!(kinds.contains(&"stage2.expert".to_string()), "{kinds:?}");
+        assert_eq!(cfg.components().len(), 9);
+    }
+
+    #[test]
+    fn stage2_errors_are_located() {
+        let text = with_stage2("stage1_share = 1.5");
+        let err = PipelineConfig::parse("p.toml", &text).unwrap_err();
+        let line = text
+            .lines()
+            .position(|l| l.contains("stage1_share"))
+            .unwrap()
+            + 1;
+        assert_eq!(err.line, line);
+        assert!(err.message.contains("[0, 1)"), "{err}");
+        let text = with_stage2("tokens_per_step = [3]");
+        let err = PipelineConfig::parse("p.toml", &text).unwrap_err();
+        assert!(err.message.contains("tokens_per_step 3"), "{err}");
+        let text = with_stage2("").replace("[stage1]", "[stage1_off]");
+        let err = PipelineConfig::parse("p.toml", &text).unwrap_err();
+        assert!(err.message.contains("unknown field `stage1_off`"), "{err}");
+        let a = with_stage2("");
+        let start = a.find("[stage1]").unwrap();
+        let end = a.find("[stage2]").unwrap();
+        let text = format!("{}{}", &a[..start], &a[end..]);
+        let err = PipelineConfig::parse("p.toml", &text).unwrap_err();
+        assert!(err.message.contains("add a [stage1] table"), "{err}");
+        let text = with_stage2("experts = 3");
+        let err = PipelineConfig::parse("p.toml", &text).unwrap_err();
+        assert!(err.message.contains("unknown field `experts`"), "{err}");
     }
 
     #[test]

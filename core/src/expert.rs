@@ -36,6 +36,46 @@ pub enum ExpertVerdict {
     Revisions(Vec<RevisePair>),
 }
 
+/// Tokens a remote model reports for one call (summed into reports).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenUsage {
+    /// Prompt tokens.
+    pub prompt_tokens: u64,
+    /// Completion tokens.
+    pub completion_tokens: u64,
+}
+
+impl std::ops::AddAssign for TokenUsage {
+    fn add_assign(&mut self, other: Self) {
+        self.prompt_tokens += other.prompt_tokens;
+        self.completion_tokens += other.completion_tokens;
+    }
+}
+
+/// An expert's answer for one draft: the verdict plus what it wants on record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExpertReply {
+    /// Right, or the corrections.
+    #[serde(flatten)]
+    pub verdict: ExpertVerdict,
+    /// Remarks for the journal: spans left alone (no same-length fix), etc.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+    /// Token usage, for remote models that report it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<TokenUsage>,
+}
+
+impl From<ExpertVerdict> for ExpertReply {
+    fn from(verdict: ExpertVerdict) -> Self {
+        Self {
+            verdict,
+            notes: Vec::new(),
+            usage: None,
+        }
+    }
+}
+
 /// Why an expert call failed (recorded per item, never fatal for a run).
 #[derive(Debug, Clone, thiserror::Error, Serialize, Deserialize)]
 #[error("{message}")]
@@ -50,8 +90,9 @@ pub struct ExpertError {
 /// [`crate::ComponentKind::Expert`]: local models, remote LLM APIs, oracles.
 #[async_trait]
 pub trait ExpertCorrector: Send + Sync {
-    /// Reviews one draft.
-    async fn review(&self, request: &ExpertRequest) -> Result<ExpertVerdict, ExpertError>;
+    /// Reviews one draft. Failures are recorded for that item and never stop
+    /// a run; retrying transient failures is the expert's own business.
+    async fn review(&self, request: &ExpertRequest) -> Result<ExpertReply, ExpertError>;
 }
 
 #[cfg(test)]
@@ -62,8 +103,8 @@ mod tests {
 
     #[async_trait]
     impl ExpertCorrector for AlwaysRight {
-        async fn review(&self, _: &ExpertRequest) -> Result<ExpertVerdict, ExpertError> {
-            Ok(ExpertVerdict::Right)
+        async fn review(&self, _: &ExpertRequest) -> Result<ExpertReply, ExpertError> {
+            Ok(ExpertVerdict::Right.into())
         }
     }
 
@@ -78,7 +119,10 @@ mod tests {
             draft: "d".into(),
             truth: None,
         };
-        assert_eq!(expert.review(&req).await.unwrap(), ExpertVerdict::Right);
+        assert_eq!(
+            expert.review(&req).await.unwrap().verdict,
+            ExpertVerdict::Right
+        );
         let v = ExpertVerdict::Revisions(vec![RevisePair {
             org: "red".into(),
             target: "blue".into(),

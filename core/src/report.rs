@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::checkpoint::write_json;
 use crate::error::{Error, Result};
 use crate::eval::{EvalRow, Example, StepTiming};
+use crate::stage2::Stage2Report;
 use crate::train::StageReport;
 
 /// Example captions of one setting.
@@ -76,6 +77,9 @@ pub struct Report {
     pub training: Vec<StageReport>,
     /// Timings.
     pub timings: Timings,
+    /// Stage II rounds, when the pipeline has them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage2: Option<Stage2Report>,
 }
 
 /// Report file names.
@@ -140,7 +144,17 @@ impl Report {
             s,
             "*factuality*: mentioned objects right in every attribute / mentioned objects. *coverage*: scene objects described exactly / scene objects. *grammar*: captions that parse completely. *repetition*: captions that mention one object twice.\n"
         );
-        s.push_str(&self.table());
+        if self.results.is_empty() {
+            let _ = writeln!(
+                s,
+                "No results: the data source has no ground truth to score captions against. Caption the held-out images with `rediff generate --images DIR --out preds.json` and score the predictions with CapMAS or CapArena."
+            );
+        } else {
+            s.push_str(&self.table());
+        }
+        if let Some(s2) = &self.stage2 {
+            s.push_str(&stage2_markdown(s2));
+        }
         let _ = writeln!(s, "\n## Training\n");
         let _ = writeln!(s, "| stage | steps | seconds | steps/s | final loss | examples by synthesizer | dropped |\n|---|---:|---:|---:|---:|---|---|");
         for t in &self.training {
@@ -351,4 +365,111 @@ mod tests {
             0.5
         );
     }
+}
+
+/// The Stage II section of `report.md`.
+fn stage2_markdown(s2: &Stage2Report) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "\n## Stage II (expert `{}`)\n", s2.expert);
+    let _ = writeln!(
+        s,
+        "| round | model | drafts | reviewed | right | corrected | uncorrected | failed | pairs proposed | kept | dropped | notes | training samples | + Stage I | drafting s | expert s |\n|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|"
+    );
+    for r in &s2.rounds {
+        let e = &r.expert;
+        let dropped = if e.pairs_dropped.is_empty() {
+            "none".to_string()
+        } else {
+            e.pairs_dropped
+                .iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.1} | {:.1} |",
+            r.round,
+            r.model,
+            r.drafts,
+            e.reviewed,
+            e.right,
+            e.corrected,
+            e.uncorrected,
+            e.failed,
+            e.pairs_proposed,
+            e.pairs_kept,
+            dropped,
+            e.notes,
+            r.samples,
+            r.stage1_samples,
+            r.drafting_seconds,
+            r.expert_seconds
+        );
+    }
+    if let Some(u) = s2
+        .rounds
+        .iter()
+        .filter_map(|r| r.expert.usage)
+        .reduce(|mut a, b| {
+            a += b;
+            a
+        })
+    {
+        let _ = writeln!(
+            s,
+            "\nExpert token usage: {} prompt, {} completion.",
+            u.prompt_tokens, u.completion_tokens
+        );
+    }
+    for r in &s2.rounds {
+        if r.examples.is_empty() {
+            continue;
+        }
+        let _ = writeln!(
+            s,
+            "\n### Round {}: drafts and the expert's corrections\n",
+            r.round
+        );
+        for e in &r.examples {
+            let pairs = e
+                .pairs
+                .iter()
+                .map(|(o, t)| format!("`{o}` → `{t}`"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let _ = writeln!(
+                s,
+                "- `{}` at {} tokens/step\n  - draft: {}\n  - pairs: {}\n  - corrected: {}",
+                e.sample, e.tokens_per_step, e.draft, pairs, e.corrected
+            );
+            for n in &e.notes {
+                let _ = writeln!(s, "  - note: {n}");
+            }
+        }
+    }
+    if s2.rounds.len() > 1 {
+        let _ = writeln!(s, "\n### Every round\n");
+        let _ = writeln!(
+            s,
+            "| round | model | sampler | tokens/step | factuality | coverage | grammar | repetition |\n|---:|---|---|---:|---:|---:|---:|---:|"
+        );
+        for r in &s2.rounds {
+            for row in &r.results {
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | {} | {} | {:.3} | {:.3} | {:.3} | {:.3} |",
+                    r.round,
+                    r.model,
+                    row.sampler,
+                    row.tokens_per_step,
+                    row.factuality,
+                    row.coverage,
+                    row.grammar,
+                    row.repetition
+                );
+            }
+        }
+    }
+    s
 }

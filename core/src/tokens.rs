@@ -56,6 +56,28 @@ impl TextTokenizer {
         }
     }
 
+    /// A whitespace-split word-level tokenizer over `words` (ids in order),
+    /// with `[UNK]` after them: small hand-checkable vocabularies for tests
+    /// and toy data.
+    pub fn word_level(words: &[&str]) -> Result<Self> {
+        use tokenizers::models::wordlevel::WordLevel;
+        use tokenizers::pre_tokenizers::whitespace::Whitespace;
+        let mut vocab: std::collections::HashMap<String, u32> = words
+            .iter()
+            .enumerate()
+            .map(|(i, w)| (w.to_string(), i as u32))
+            .collect();
+        vocab.insert("[UNK]".into(), words.len() as u32);
+        let model = WordLevel::builder()
+            .vocab(vocab.into_iter().collect())
+            .unk_token("[UNK]".into())
+            .build()
+            .map_err(|e| Error::Tokenizer(e.to_string()))?;
+        let mut tk = tokenizers::Tokenizer::new(model);
+        tk.with_pre_tokenizer(Some(Whitespace {}));
+        Ok(Self::new(tk))
+    }
+
     /// Loads `tokenizer.json`, naming the file on failure.
     pub fn from_file(path: &Path) -> Result<Self> {
         if !path.exists() {

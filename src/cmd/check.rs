@@ -36,6 +36,19 @@ pub fn run(args: CheckArgs) -> anyhow::Result<()> {
             None => println!("{name:<10} (off)"),
         }
     }
+    match &cfg.stage2 {
+        Some(s) => println!(
+            "stage2     {} round(s) of {} drafts at tokens per step {:?}, {} steps, lr {:?}, Stage I share {}, expert concurrency {}",
+            s.rounds,
+            s.drafts,
+            s.tokens_per_step,
+            s.settings.steps,
+            s.settings.lr,
+            s.stage1_share,
+            s.concurrency
+        ),
+        None => println!("stage2     (off)"),
+    }
     let e = &cfg.eval;
     println!(
         "eval       {} samples, tokens per step {:?}, block length {}, temperature {}",

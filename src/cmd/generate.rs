@@ -1,11 +1,16 @@
-//! `rediff generate`.
+//! `rediff generate`: caption one image (`--image`), or every image of a
+//! directory into a predictions file (`--images DIR --out preds.json`).
 
+use std::collections::BTreeMap;
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Instant;
 
-use anyhow::Context;
-use clap::{Args, ValueEnum};
+use anyhow::{bail, Context};
+use clap::{ArgGroup, Args, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use rediff_core::formats::write_predictions;
 use rediff_core::image_io::load_rgb;
 use rediff_core::model::{ModelBackend, Prompt};
 use rediff_core::registry::{BuildContext, LoadOptions};
@@ -22,15 +27,36 @@ pub enum SamplerKind {
     Refine,
 }
 
+/// File extensions `--images` picks up (case-insensitive).
+const IMAGE_EXTENSIONS: [&str; 3] = ["png", "jpg", "jpeg"];
+
 /// Arguments of `rediff generate`.
 #[derive(Debug, Args)]
+#[command(group(ArgGroup::new("input").required(true).args(["image", "images"])))]
 pub struct GenerateArgs {
     /// Checkpoint directory (config.json, weights, tokenizer.json), e.g. runs/quickstart/models/rediff-base.
     #[arg(long)]
     model: PathBuf,
-    /// Image file to caption (PNG or JPEG).
+    /// Image file to caption (PNG or JPEG); the caption is printed. Give
+    /// either --image or --images.
     #[arg(long)]
-    image: PathBuf,
+    image: Option<PathBuf>,
+    /// Directory of images to caption in batches: every .png, .jpg and .jpeg
+    /// file directly in it (not in subdirectories), in file-name order.
+    /// Needs --out.
+    #[arg(long, value_name = "DIR", requires = "out")]
+    images: Option<PathBuf>,
+    /// With --images: the predictions file to write, one JSON object
+    /// {"image_file_name": "caption", ...} (the CapMAS / CapArena format),
+    /// replaced atomically.
+    #[arg(long, value_name = "FILE", requires = "images")]
+    out: Option<PathBuf>,
+    /// With --images: images captioned together in one sampler call.
+    #[arg(long, default_value_t = 64)]
+    batch_size: usize,
+    /// With --images: no progress bar (it is also hidden when stderr is not a terminal).
+    #[arg(long)]
+    quiet: bool,
     /// The question.
     #[arg(long, default_value = "describe the image .")]
     question: String,
@@ -55,12 +81,12 @@ pub struct GenerateArgs {
     /// Gumbel temperature (0: greedy).
     #[arg(long, default_value_t = 0.0)]
     temperature: f64,
-    /// Seed for sampling noise.
+    /// Seed for sampling noise (with --images, batch i draws from stream i of it).
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Print every step: masked (_), newly decoded and revised tokens,
-    /// in colour on a terminal.
-    #[arg(long)]
+    /// in colour on a terminal (with --image only).
+    #[arg(long, conflicts_with = "images")]
     trace: bool,
 }
 
@@ -120,11 +146,20 @@ fn render_step(ev: &StepEvent, model: &dyn ModelBackend, color: bool) -> String 
     )
 }
 
-/// Captions one image.
+/// Runs `rediff generate`: one image, or a directory in batches.
 pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
+    // Check the cheap things before loading the model.
+    let batch_images = match (&args.images, &args.out) {
+        (Some(dir), Some(out)) => {
+            if args.batch_size == 0 {
+                bail!("--batch-size must be at least 1");
+            }
+            Some((list_images(dir)?, out.clone()))
+        }
+        _ => None,
+    };
     let registry = crate::registry::builtin()?;
     let model = registry.load_model(&args.model, &LoadOptions::default())?;
-    let image = Arc::new(load_rgb(&args.image)?);
     let policy = registry.build_policy(&policy_spec(&args)?, &BuildContext::default())?;
     let schedule = registry.build_schedule(
         &ComponentSpec::from_toml_str("schedule", "kind = \"linear\"")?,
@@ -136,20 +171,30 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         steps: args.steps,
         temperature: args.temperature,
     };
-    let prompt = Prompt {
-        image,
-        ids: model.prompt_ids(&args.question)?,
-    };
-    let context = model.encode_prompts(&[prompt])?;
     let sampler = Sampler {
         model: model.as_ref(),
         schedule: schedule.as_ref(),
         policy: policy.as_ref(),
         settings,
     };
+    match (batch_images, &args.image) {
+        (Some((images, out)), _) => caption_directory(&args, &sampler, &images, &out),
+        (None, Some(image)) => caption_one(&args, &sampler, image),
+        (None, None) => unreachable!("clap requires --image or --images"),
+    }
+}
+
+/// Captions one image, optionally tracing every step.
+fn caption_one(args: &GenerateArgs, sampler: &Sampler<'_>, image: &Path) -> anyhow::Result<()> {
+    let model = sampler.model;
+    let prompt = Prompt {
+        image: Arc::new(load_rgb(image)?),
+        ids: model.prompt_ids(&args.question)?,
+    };
+    let context = model.encode_prompts(&[prompt])?;
     let mut rng = rng::stream(args.seed, "generate", 0);
     let color = std::io::stdout().is_terminal();
-    let mut trace = |ev: &StepEvent| println!("{}", render_step(ev, model.as_ref(), color));
+    let mut trace = |ev: &StepEvent| println!("{}", render_step(ev, model, color));
     let gen = sampler
         .generate(
             &context,
@@ -166,5 +211,98 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         );
     }
     println!("{caption}");
+    Ok(())
+}
+
+/// The images `--images` captions: `.png`, `.jpg`, `.jpeg` files directly
+/// in `dir`, sorted by file name, each with its name (the predictions key).
+fn list_images(dir: &Path) -> anyhow::Result<Vec<(String, PathBuf)>> {
+    let entries = std::fs::read_dir(dir).with_context(|| format!("--images {}", dir.display()))?;
+    let mut images = Vec::new();
+    for entry in entries {
+        let entry = entry.with_context(|| format!("--images {}", dir.display()))?;
+        let path = entry.path();
+        let wanted = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| IMAGE_EXTENSIONS.iter().any(|x| e.eq_ignore_ascii_case(x)));
+        if !wanted || !path.is_file() {
+            continue;
+        }
+        let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+            bail!(
+                "{}: the file name is not UTF-8 and cannot be a predictions key",
+                path.display()
+            );
+        };
+        images.push((name, path));
+    }
+    if images.is_empty() {
+        bail!(
+            "--images {}: no .png, .jpg or .jpeg files in it",
+            dir.display()
+        );
+    }
+    images.sort();
+    Ok(images)
+}
+
+/// Captions `images` in batches of `--batch-size` and writes the predictions.
+fn caption_directory(
+    args: &GenerateArgs,
+    sampler: &Sampler<'_>,
+    images: &[(String, PathBuf)],
+    out: &Path,
+) -> anyhow::Result<()> {
+    let model = sampler.model;
+    let eot = model.special_tokens().eot;
+    let prompt_ids = model.prompt_ids(&args.question)?;
+    let bar = if args.quiet || !std::io::stderr().is_terminal() {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(images.len() as u64)
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{bar:30} {pos}/{len} images {per_sec} eta {eta}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    let started = Instant::now();
+    let mut preds = BTreeMap::new();
+    let mut revisions = 0usize;
+    for (b, batch) in images.chunks(args.batch_size).enumerate() {
+        let prompts = batch
+            .iter()
+            .map(|(_, path)| {
+                Ok(Prompt {
+                    image: Arc::new(load_rgb(path)?),
+                    ids: prompt_ids.clone(),
+                })
+            })
+            .collect::<rediff_core::Result<Vec<_>>>()?;
+        let context = model.encode_prompts(&prompts)?;
+        let mut rng = rng::stream(args.seed, "generate", b as u64);
+        let gen = sampler
+            .generate(&context, &mut rng, None)
+            .with_context(|| format!("sampling {} to {}", batch[0].0, batch[batch.len() - 1].0))?;
+        for ((name, _), ids) in batch.iter().zip(gen.outputs(eot)) {
+            preds.insert(name.clone(), model.tokenizer().decode(&ids)?);
+        }
+        revisions += gen.revisions.iter().sum::<usize>();
+        bar.inc(batch.len() as u64);
+    }
+    bar.finish_and_clear();
+    if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).with_context(|| format!("{}", parent.display()))?;
+    }
+    write_predictions(out, &preds)?;
+    let seconds = started.elapsed().as_secs_f64();
+    println!(
+        "captioned {} images in {seconds:.1} s ({:.1} images/s, {:.2} revisions per caption); wrote {}",
+        preds.len(),
+        preds.len() as f64 / seconds.max(1e-9),
+        revisions as f64 / preds.len() as f64,
+        out.display()
+    );
     Ok(())
 }

@@ -19,8 +19,10 @@ pub struct RunArgs {
     #[arg(long)]
     out: Option<PathBuf>,
 
-    /// Continue an interrupted run in the same directory: finished stages are
-    /// loaded, an unfinished one continues from its last checkpoint.
+    /// Continue an interrupted run (Ctrl-C, kill, crash) in the same
+    /// directory: finished stages are loaded, an unfinished one continues from
+    /// its last checkpoint, and Stage II keeps every journaled draft and
+    /// expert answer (only failed expert calls are sent again).
     #[arg(long)]
     resume: bool,
 

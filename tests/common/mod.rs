@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
-/// A complete pipeline with tiny budgets (seconds on one core).
+/// A complete pipeline with tiny budgets (seconds on one core). 300 steps
+/// per branch is the least after which the tiny models write captions with
+/// words in them (Stage II needs drafts to correct).
 pub const TINY: &str = r#"
 seed = 5
 gen_length = 24
@@ -34,12 +36,22 @@ warmup_steps = 5
 checkpoint_every = 10
 
 [baseline]
-steps = 30
+steps = 300
 synthesizers = [{ kind = "masked" }]
 
 [stage1]
-steps = 30
+steps = 300
 synthesizers = [{ kind = "random-replace", rate = 0.05 }, { kind = "span-pairs" }]
+
+[stage2]
+rounds = 2
+drafts = 24
+tokens_per_step = [1, 8]
+expert = { kind = "oracle" }
+concurrency = 4
+steps = 10
+lr = 1e-3
+stage1_share = 0.5
 
 [eval]
 samples = 12
@@ -51,6 +63,26 @@ samplers = [
   { name = "refine", policy = { kind = "refine" } },
 ]
 "#;
+
+/// [`TINY`] without its `[stage2]` table.
+pub fn without_stage2(text: &str) -> String {
+    let a = text.find("[stage2]").expect("has [stage2]");
+    let b = text.find("[eval]").expect("has [eval]");
+    format!("{}{}", &text[..a], &text[b..])
+}
+
+/// The built-in components, as the binary registers them.
+pub fn builtin_registry() -> rediff_core::Registry {
+    let mut registry = rediff_core::Registry::new();
+    registry
+        .add_plugin(&rediff_standard::StandardPlugin)
+        .unwrap();
+    registry.add_plugin(&rediff_shapes::ShapesPlugin).unwrap();
+    registry
+        .add_plugin(&rediff_tiny_vlm::TinyVlmPlugin)
+        .unwrap();
+    registry
+}
 
 /// The `rediff` binary.
 pub fn rediff() -> Command {

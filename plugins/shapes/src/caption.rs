@@ -272,13 +272,10 @@ mod tests {
     use super::*;
     use rand::SeedableRng;
 
-    fn obj(size: &str, color: &str, shape: &str, position: &str) -> SceneObject {
-        SceneObject {
-            size: size.into(),
-            color: color.into(),
-            shape: shape.into(),
-            position: position.into(),
-        }
+    use crate::scene::SceneObject as Obj;
+
+    fn obj(size: &str, color: &str, shape: &str, position: &str) -> Obj {
+        Obj::new(size, color, shape, position)
     }
 
     fn scene() -> Scene {

@@ -13,6 +13,7 @@
 //! mixes them (see `shared/docs/synthetic-benchmark.md`).
 
 pub mod caption;
+pub mod oracle;
 pub mod pairs;
 pub mod render;
 pub mod scene;
@@ -29,6 +30,7 @@ use rediff_core::{rng, Error, Result};
 use serde::Deserialize;
 
 pub use caption::{Order, ShapesScorer};
+pub use oracle::Oracle;
 
 /// Options of the `shapes` data source.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -237,6 +239,13 @@ impl Plugin for ShapesPlugin {
             |spec, _| {
                 let opts: ShapesOptions = spec.options()?;
                 Ok(Box::new(ShapesSource::new(opts).map_err(|m| spec.error(m))?))
+            },
+        )?;
+        r.expert(
+            "oracle",
+            "knows the shapes scene: minimal same-length corrections toward the nearest right caption",
+            |spec, _| {
+                Ok(std::sync::Arc::new(oracle::Oracle::new(spec.options()?)))
             },
         )
     }

@@ -26,6 +26,18 @@ pub struct SceneObject {
     pub position: String,
 }
 
+impl SceneObject {
+    /// An object from its four attribute words.
+    pub fn new(size: &str, color: &str, shape: &str, position: &str) -> Self {
+        Self {
+            size: size.into(),
+            color: color.into(),
+            shape: shape.into(),
+            position: position.into(),
+        }
+    }
+}
+
 /// The ground truth of one image.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Scene {

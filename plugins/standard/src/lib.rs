@@ -1,11 +1,13 @@
 //! # rediff-standard
 //!
-//! The built-in schedules, error synthesizers and refinement policies of
+//! The built-in schedules, error synthesizers, refinement policies and
+//! reference-format data source of
 //! [ReDiff](https://arxiv.org/abs/2510.19871), registered through the same
 //! [`Registrar`](rediff_core::Registrar) API a third-party plugin uses.
 //!
 //! | kind | name | what |
 //! |---|---|---|
+//! | data | `conversations` | LLaVA conversations and ViCrit samples (the reference formats) from JSON / JSON Lines files |
 //! | schedule | `linear` | `p = (1 - eps) t + eps`; uniform per-step unmask counts |
 //! | synthesizer | `masked` | plain masked diffusion (LLaDA objective), the baseline |
 //! | synthesizer | `random-replace` | mask, then replace unmasked tokens at `rate`; three group means |
@@ -13,11 +15,13 @@
 //! | policy | `none` | plain denoising |
 //! | policy | `refine` | rewrite decoded tokens from step `start`, optionally only the `topk` share |
 
+mod conversations;
 mod policies;
 mod schedules;
 mod spans;
 mod synthesizers;
 
+pub use conversations::{Conversations, ConversationsOptions};
 pub use policies::{NoRefinement, Refine, RefineOptions};
 pub use schedules::{Linear, LinearOptions};
 pub use spans::{locate_pairs, LocatedPairs};
@@ -39,6 +43,15 @@ impl Plugin for StandardPlugin {
     }
 
     fn build(&self, r: &mut Registrar<'_>) -> Result<(), RegistryError> {
+        r.data_source(
+            "conversations",
+            "LLaVA conversations and ViCrit samples from JSON / JSON Lines files (reference formats)",
+            |spec, _| {
+                Ok(Box::new(
+                    Conversations::new(spec.options()?).map_err(|m| spec.error(m))?,
+                ))
+            },
+        )?;
         r.schedule(
             "linear",
             "linear mask probability p = (1-eps) t + eps; uniform unmask counts, remainder first",
@@ -65,7 +78,11 @@ impl Plugin for StandardPlugin {
         r.synthesizer(
             "span-pairs",
             "hallucination pairs {org, target} located in the response; mean CE over revise spans",
-            |spec, _| Ok(Arc::new(SpanPairs::new(spec.options()?))),
+            |spec, _| {
+                Ok(Arc::new(
+                    SpanPairs::new(spec.options()?).map_err(|m| spec.error(m))?,
+                ))
+            },
         )?;
         r.policy(
             "none",

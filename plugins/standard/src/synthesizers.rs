@@ -8,7 +8,7 @@ use rediff_core::synth::{
 };
 use serde::Deserialize;
 
-use crate::spans::locate_pairs;
+use rediff_core::spans::locate_pairs;
 
 /// Options of the `masked` synthesizer (none).
 #[derive(Debug, Clone, Copy, Default, Deserialize)]
@@ -199,6 +199,12 @@ pub struct SpanPairsOptions {
     /// Divide the revise-span mean by `p` as the reference code does
     /// (against its own comment). Default false.
     pub revise_loss_divides_by_p: bool,
+    /// Mask each response position outside the revise spans with
+    /// probability `mask_context * p`, so the model also learns to revise
+    /// while parts of the answer are still masked (the state the refining
+    /// sampler revises in). The loss stays on the revise spans. Default 0:
+    /// no masking, as the reference.
+    pub mask_context: f32,
 }
 
 /// Hallucination errors: the response holds wrong spans; each pair's `org`
@@ -211,9 +217,15 @@ pub struct SpanPairs {
 }
 
 impl SpanPairs {
-    /// Builds it.
-    pub fn new(options: SpanPairsOptions) -> Self {
-        Self { options }
+    /// Builds it; `mask_context` must lie in `[0, 1]`.
+    pub fn new(options: SpanPairsOptions) -> Result<Self, String> {
+        if !(0.0..=1.0).contains(&options.mask_context) {
+            return Err(format!(
+                "mask_context must lie in [0, 1], got {}",
+                options.mask_context
+            ));
+        }
+        Ok(Self { options })
     }
 }
 
@@ -227,7 +239,7 @@ impl ErrorSynthesizer for SpanPairs {
         sample: &TokenizedSample,
         p: f32,
         ctx: &SynthContext<'_>,
-        _rng: &mut dyn RngCore,
+        rng: &mut dyn RngCore,
     ) -> rediff_core::Result<Corruption> {
         let answer = &sample.response[..sample.answer_len];
         let located = locate_pairs(ctx.tokenizer, answer, &sample.revise)?;
@@ -252,9 +264,18 @@ impl ErrorSynthesizer for SpanPairs {
         } else {
             1.0
         };
+        let mut input = sample.response.clone();
+        if self.options.mask_context > 0.0 {
+            let q = self.options.mask_context * p;
+            for (i, token) in input.iter_mut().enumerate() {
+                if !positions.contains(&i) && rng.random::<f32>() < q {
+                    *token = ctx.special.mask;
+                }
+            }
+        }
         Ok(Corruption {
             sample: Some(CorruptedSample {
-                input: sample.response.clone(),
+                input,
                 labels,
                 groups: vec![LossGroup {
                     role: GroupRole::Revise,
@@ -270,7 +291,9 @@ impl ErrorSynthesizer for SpanPairs {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spans::tests::word_tokenizer;
+    fn word_tokenizer(words: &[&str]) -> rediff_core::TextTokenizer {
+        rediff_core::TextTokenizer::word_level(words).unwrap()
+    }
     use rand::SeedableRng;
     use rediff_core::data::RevisePair;
     use rediff_core::tokens::SpecialTokens;
@@ -392,7 +415,7 @@ mod tests {
                 target: "circle".into(),
             },
         ];
-        let synth = SpanPairs::new(SpanPairsOptions::default());
+        let synth = SpanPairs::new(SpanPairsOptions::default()).unwrap();
         assert!(synth.accepts(&sample(pairs.clone())));
         assert!(!synth.accepts(&sample(vec![])));
         let out = synth
@@ -406,7 +429,9 @@ mod tests {
         assert_eq!(c.groups[0].weight, 1.0);
         let quirk = SpanPairs::new(SpanPairsOptions {
             revise_loss_divides_by_p: true,
-        });
+            ..Default::default()
+        })
+        .unwrap();
         let c = quirk
             .corrupt(&sample(pairs), 0.25, &ctx, &mut rng)
             .unwrap()
@@ -424,5 +449,51 @@ mod tests {
             out.dropped,
             vec![SkipReason::PairNotFound, SkipReason::NoUsablePair]
         );
+    }
+
+    #[test]
+    fn span_pairs_can_mask_the_context_but_never_the_span() {
+        let tk = word_tokenizer(WORDS);
+        let sp = special();
+        let ctx = SynthContext {
+            vocab_size: 8,
+            special: &sp,
+            tokenizer: &tk,
+        };
+        let pairs = vec![RevisePair {
+            org: "red".into(),
+            target: "blue".into(),
+        }];
+        let masking = SpanPairs::new(SpanPairsOptions {
+            mask_context: 1.0,
+            ..Default::default()
+        })
+        .unwrap();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        // p = 1: every position but the span is masked; labels and loss unchanged.
+        let c = masking
+            .corrupt(&sample(pairs.clone()), 1.0, &ctx, &mut rng)
+            .unwrap()
+            .sample
+            .unwrap();
+        assert_eq!(
+            c.input,
+            vec![sp.mask, 1, sp.mask, sp.mask, sp.mask, sp.mask]
+        );
+        assert_eq!(c.labels, vec![0, 2, 3, 6, 6, 6]);
+        assert_eq!(c.groups.len(), 1);
+        assert_eq!(c.groups[0].positions, vec![1]);
+        // p = 0: nothing masked.
+        let c = masking
+            .corrupt(&sample(pairs), 0.0, &ctx, &mut rng)
+            .unwrap()
+            .sample
+            .unwrap();
+        assert_eq!(c.input, vec![0, 1, 3, 6, 6, 6]);
+        assert!(SpanPairs::new(SpanPairsOptions {
+            mask_context: 1.5,
+            ..Default::default()
+        })
+        .is_err());
     }
 }

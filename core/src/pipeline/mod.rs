@@ -1,5 +1,6 @@
-//! The pipeline: data -> baseline training -> Stage I training -> evaluation
-//! -> report, assembled from a [`PipelineConfig`] through the [`Registry`].
+//! The pipeline: data -> shared pre-training -> baseline and Stage I (in
+//! parallel) -> Stage II rounds -> evaluation of every model -> report,
+//! assembled from a [`PipelineConfig`] through the [`Registry`].
 //!
 //! Run directory layout:
 //!
@@ -8,8 +9,11 @@
 //! <out>/data/                         rendered images, tokenizer.json
 //! <out>/checkpoints/<model>/latest/   resumable state (weights, optimizer, progress)
 //! <out>/models/<model>/               final checkpoints (rediff generate --model)
+//! <out>/stage2/round-<r>/             Stage II journals (see crate::stage2)
 //! <out>/report.{json,md}, quality_vs_parallelism.png
 //! ```
+
+mod stage2;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -21,7 +25,7 @@ use image::RgbImage;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use crate::checkpoint::{copy_varmap, read_json, StageDirs};
-use crate::config::{PipelineConfig, TrainStageConfig};
+use crate::config::{PipelineConfig, StageSettings, TrainStageConfig};
 use crate::data::{CaptionScorer, DataContext, DataSource, Sample, Split};
 use crate::error::{Error, Result};
 use crate::eval::{encode_batches, EvalItem, EvalRow, EvalRun, SamplerSpec, StepTiming};
@@ -42,6 +46,8 @@ pub const PRETRAIN: &str = "pretrain";
 pub const BASELINE: &str = "baseline";
 /// Name of the Stage I model in reports.
 pub const REDIFF_BASE: &str = "rediff-base";
+/// Name of the Stage II model (after its last round) in reports.
+pub const REDIFF: &str = "rediff";
 
 /// How to run.
 #[derive(Debug, Clone)]
@@ -67,6 +73,18 @@ pub struct BuiltStage {
     pub synthesizers: Vec<Arc<dyn ErrorSynthesizer>>,
 }
 
+/// Stage II with its components built.
+pub struct BuiltStage2 {
+    /// Rounds, budgets and specs.
+    pub config: crate::config::Stage2Config,
+    /// The drafting policy.
+    pub sampler: Arc<dyn crate::policy::RefinementPolicy>,
+    /// The expert.
+    pub expert: Arc<dyn crate::expert::ExpertCorrector>,
+    /// Synthesizers for the round's training samples.
+    pub synthesizers: Vec<Arc<dyn ErrorSynthesizer>>,
+}
+
 /// Every component of a pipeline, built and validated.
 pub struct Assembled {
     /// The data source (not yet prepared).
@@ -79,6 +97,8 @@ pub struct Assembled {
     pub pretrain: Option<BuiltStage>,
     /// Training stages that yield evaluated models, in order.
     pub stages: Vec<BuiltStage>,
+    /// Stage II, if configured.
+    pub stage2: Option<BuiltStage2>,
     /// Samplers to evaluate.
     pub samplers: Vec<SamplerSpec>,
 }
@@ -120,6 +140,19 @@ pub fn assemble(cfg: &PipelineConfig, registry: &Registry) -> Result<Assembled> 
             stages.push(build_stage(name, stage)?);
         }
     }
+    let stage2 = match &cfg.stage2 {
+        Some(s2) => Some(BuiltStage2 {
+            config: s2.clone(),
+            sampler: registry.build_policy(&s2.sampler, &ctx)?,
+            expert: registry.build_expert(&s2.expert, &ctx)?,
+            synthesizers: s2
+                .synthesizers
+                .iter()
+                .map(|s| registry.build_synthesizer(s, &ctx))
+                .collect::<Result<Vec<_>>>()?,
+        }),
+        None => None,
+    };
     let samplers = cfg
         .eval
         .samplers
@@ -137,6 +170,7 @@ pub fn assemble(cfg: &PipelineConfig, registry: &Registry) -> Result<Assembled> 
         schedule,
         pretrain,
         stages,
+        stage2,
         samplers,
     })
 }
@@ -208,9 +242,12 @@ pub fn run(cfg: &PipelineConfig, registry: &Registry, opts: &RunOptions) -> Resu
     let train = assembled.data.samples(Split::Train)?;
     let mut eval = assembled.data.samples(Split::Eval)?;
     eval.truncate(cfg.eval.samples);
-    let scorer: Arc<dyn CaptionScorer> = assembled.data.scorer().ok_or_else(|| {
-        Error::invalid("the data source has no caption scorer; evaluation needs ground truth")
-    })?;
+    // Without ground truth (real captions) the models are trained and saved;
+    // score them with an external benchmark from `rediff generate --images`.
+    let scorer: Option<Arc<dyn CaptionScorer>> = assembled.data.scorer();
+    if scorer.is_none() {
+        tracing::warn!("the data source has no caption scorer: models are trained, not evaluated");
+    }
     let template = assembled.model.as_ref();
     let mut images = ImageCache::default();
     let mut examples = Vec::with_capacity(train.len());
@@ -242,38 +279,42 @@ pub fn run(cfg: &PipelineConfig, registry: &Registry, opts: &RunOptions) -> Resu
         opts,
         schedule: assembled.schedule.as_ref(),
         samplers: &assembled.samplers,
+        train_samples: &train,
         examples: &examples,
         items: &items,
-        scorer: scorer.as_ref(),
+        scorer: scorer.as_deref(),
         tokenizer: assembled.data.tokenizer(),
         multi: multi.as_ref(),
-        init: None,
+        images: std::sync::Mutex::new(images),
     };
     let mut pretrain_report = None;
-    let shared = match &assembled.pretrain {
-        Some(stage) => {
-            // Trains alone: split its batches over data-parallel shards.
-            let (model, report) = shared.train(stage, cfg.train.data_parallel.max(1))?;
-            pretrain_report = Some(report);
-            Shared {
-                init: Some(model),
-                ..shared
-            }
-        }
-        None => shared,
-    };
+    let mut init = None;
+    if let Some(stage) = &assembled.pretrain {
+        // Trains alone: split its batches over data-parallel shards.
+        let (model, report) = shared.train(
+            &stage.model_name,
+            &stage.synthesizers,
+            &stage.config.settings,
+            &examples,
+            None,
+            cfg.train.data_parallel.max(1),
+        )?;
+        pretrain_report = Some(report);
+        init = Some(model);
+    }
+    let init = init.as_deref();
     let concurrent = cfg.train.concurrent_stages && assembled.stages.len() > 1;
     let outcomes: Vec<Result<ModelOutcome>> = if concurrent {
         // Concurrent stages already use every core between them: one shard each.
         map_scoped(&assembled.stages, |stage| {
-            shared.train_and_evaluate(stage, 1)
+            shared.train_and_evaluate(stage, init, 1)
         })
     } else {
         let shards = cfg.train.data_parallel.max(1);
         assembled
             .stages
             .iter()
-            .map(|stage| shared.train_and_evaluate(stage, shards))
+            .map(|stage| shared.train_and_evaluate(stage, init, shards))
             .collect()
     };
     let mut report = Report {
@@ -291,14 +332,18 @@ pub fn run(cfg: &PipelineConfig, registry: &Registry, opts: &RunOptions) -> Resu
     let mut eval_seconds = 0.0;
     // Report the first real error; an `Interrupted` from a sibling stage is a consequence.
     let mut first_error = None;
+    let mut stage1_model = None;
     for outcome in outcomes {
         match outcome {
             Ok(o) => {
+                if o.training.name == REDIFF_BASE {
+                    stage1_model = Some(o.model);
+                }
                 report.training.push(o.training);
-                report.results.extend(o.rows);
-                report.examples.extend(o.examples);
-                report.timings.sampler_steps.extend(o.timings);
-                eval_seconds += o.eval_seconds;
+                report.results.extend(o.evaluation.rows);
+                report.examples.extend(o.evaluation.examples);
+                report.timings.sampler_steps.extend(o.evaluation.timings);
+                eval_seconds += o.evaluation.seconds;
             }
             Err(e) => match (&first_error, &e) {
                 (None, _) | (Some(Error::Interrupted), _) => first_error = Some(e),
@@ -309,8 +354,14 @@ pub fn run(cfg: &PipelineConfig, registry: &Registry, opts: &RunOptions) -> Resu
     if let Some(e) = first_error {
         return Err(e);
     }
+    if let Some(built) = &assembled.stage2 {
+        let start =
+            stage1_model.ok_or_else(|| Error::invalid("Stage II needs the Stage I model"))?;
+        let stage2 = stage2::run_rounds(&shared, built, start, &mut report)?;
+        report.stage2 = Some(stage2);
+    }
     let t = &mut report.timings;
-    t.eval_seconds = eval_seconds;
+    t.eval_seconds += eval_seconds;
     t.data_seconds = data_seconds;
     for s in &report.training {
         t.training_seconds.insert(s.name.clone(), s.seconds);
@@ -334,34 +385,80 @@ struct Shared<'a> {
     opts: &'a RunOptions,
     schedule: &'a dyn NoiseSchedule,
     samplers: &'a [SamplerSpec],
+    /// Training samples, parallel to `examples`.
+    train_samples: &'a [Sample],
     examples: &'a [TrainExample],
     items: &'a [EvalItem],
-    scorer: &'a dyn CaptionScorer,
+    /// Scores captions; `None`: no evaluation grid.
+    scorer: Option<&'a dyn CaptionScorer>,
     tokenizer: Option<crate::tokens::TextTokenizer>,
     multi: Option<&'a MultiProgress>,
-    /// Weights every stage starts from (the pre-trained model).
-    init: Option<Box<dyn ModelBackend>>,
+    images: std::sync::Mutex<ImageCache>,
 }
 
-/// One model's training report and evaluation results.
-struct ModelOutcome {
-    training: StageReport,
+/// One model's evaluation on the whole grid.
+#[derive(Default)]
+struct Evaluation {
     rows: Vec<EvalRow>,
     examples: Vec<ExampleSet>,
     timings: Vec<StepTiming>,
-    eval_seconds: f64,
+    seconds: f64,
+}
+
+/// One model with its training report and evaluation.
+struct ModelOutcome {
+    model: Box<dyn ModelBackend>,
+    training: StageReport,
+    evaluation: Evaluation,
 }
 
 impl Shared<'_> {
-    /// Trains the stage's model, starting from the pre-trained weights when
-    /// there are any (or loads it when resuming a finished stage).
+    /// A progress bar under the shared multi-bar (hidden without one).
+    fn bar(&self, len: u64, template: &str, prefix: &str) -> ProgressBar {
+        match self.multi {
+            Some(m) => {
+                let b = m.add(ProgressBar::new(len));
+                b.set_style(
+                    ProgressStyle::with_template(template)
+                        .expect("valid template")
+                        .progress_chars("=> "),
+                );
+                b.set_prefix(prefix.to_string());
+                b
+            }
+            None => ProgressBar::hidden(),
+        }
+    }
+
+    /// A fresh model, with `init`'s weights when given.
+    fn fresh_model(&self, init: Option<&dyn ModelBackend>) -> Result<Box<dyn ModelBackend>> {
+        let ctx = BuildContext {
+            seed: self.cfg.seed,
+            tokenizer: self.tokenizer.clone(),
+            ..Default::default()
+        };
+        let model = self.registry.build_model(&self.cfg.model, &ctx)?;
+        if let Some(init) = init {
+            let (Some(from), Some(to)) = (init.varmap(), model.varmap()) else {
+                return Err(Error::invalid("continued training needs a trainable model"));
+            };
+            copy_varmap(from, to)?;
+        }
+        Ok(model)
+    }
+
+    /// Trains model `name` on `examples`, starting from `init`'s weights when
+    /// given (or loads it when resuming a finished stage).
     fn train(
         &self,
-        stage: &BuiltStage,
+        name: &str,
+        synthesizers: &[Arc<dyn ErrorSynthesizer>],
+        settings: &StageSettings,
+        examples: &[TrainExample],
+        init: Option<&dyn ModelBackend>,
         shards: usize,
     ) -> Result<(Box<dyn ModelBackend>, StageReport)> {
         let (cfg, opts) = (self.cfg, self.opts);
-        let name = &stage.model_name;
         let dirs = StageDirs::new(&opts.out_dir, name);
         let finished = dirs.final_model.join(REPORT_FILE);
         if opts.resume && finished.exists() {
@@ -371,25 +468,13 @@ impl Shared<'_> {
             tracing::info!(model = %name, "finished earlier; loaded");
             return Ok((model, read_json::<StageReport>(&finished)?));
         }
-        let ctx = BuildContext {
-            seed: cfg.seed,
-            tokenizer: self.tokenizer.clone(),
-            ..Default::default()
-        };
-        let model = self.registry.build_model(&cfg.model, &ctx)?;
-        if let Some(init) = &self.init {
-            let (Some(from), Some(to)) = (init.varmap(), model.varmap()) else {
-                return Err(Error::invalid("pre-training needs a trainable model"));
-            };
-            copy_varmap(from, to)?;
-        }
-        let settings = &stage.config.settings;
+        let model = self.fresh_model(init)?;
         let report = StageRun {
-            name: name.clone(),
+            name: name.to_string(),
             model: model.as_ref(),
             schedule: self.schedule,
-            synthesizers: &stage.synthesizers,
-            examples: self.examples,
+            synthesizers,
+            examples,
             settings: &cfg.train,
             steps: settings.steps,
             lr: settings.lr.unwrap_or(cfg.train.lr),
@@ -405,72 +490,104 @@ impl Shared<'_> {
     }
 
     /// Trains the stage's model, then evaluates it on the whole grid.
-    fn train_and_evaluate(&self, stage: &BuiltStage, shards: usize) -> Result<ModelOutcome> {
-        let (cfg, opts) = (self.cfg, self.opts);
-        let name = &stage.model_name;
-        let (model, training) = self.train(stage, shards)?;
-        let eval_started = Instant::now();
-        let settings_count = self.samplers.len() * cfg.eval.tokens_per_step.len();
-        let bar = match self.multi {
-            Some(m) => {
-                let b = m.add(ProgressBar::new(settings_count as u64));
-                b.set_style(
-                    ProgressStyle::with_template("{prefix:>11} eval [{bar:25}] {pos}/{len} {msg}")
-                        .expect("valid template")
-                        .progress_chars("=> "),
-                );
-                b.set_prefix(name.clone());
-                b
-            }
-            None => ProgressBar::hidden(),
+    fn train_and_evaluate(
+        &self,
+        stage: &BuiltStage,
+        init: Option<&dyn ModelBackend>,
+        shards: usize,
+    ) -> Result<ModelOutcome> {
+        let (model, training) = self.train(
+            &stage.model_name,
+            &stage.synthesizers,
+            &stage.config.settings,
+            self.examples,
+            init,
+            shards,
+        )?;
+        let evaluation = self.evaluate(&stage.model_name, model.as_ref(), 1)?;
+        Ok(ModelOutcome {
+            model,
+            training,
+            evaluation,
+        })
+    }
+
+    /// Evaluates `model` on every sampler x tokens-per-step setting, the
+    /// settings spread over `threads` threads.
+    fn evaluate(&self, name: &str, model: &dyn ModelBackend, threads: usize) -> Result<Evaluation> {
+        let cfg = self.cfg;
+        let Some(scorer) = self.scorer else {
+            return Ok(Evaluation::default());
         };
-        let contexts = encode_batches(model.as_ref(), self.items, cfg.eval.batch_size)?;
+        let started = Instant::now();
+        let settings: Vec<(&SamplerSpec, usize)> = self
+            .samplers
+            .iter()
+            .flat_map(|s| cfg.eval.tokens_per_step.iter().map(move |&t| (s, t)))
+            .collect();
+        let bar = self.bar(
+            settings.len() as u64,
+            "{prefix:>11} eval [{bar:25}] {pos}/{len} {msg}",
+            name,
+        );
+        let contexts = encode_batches(model, self.items, cfg.eval.batch_size)?;
         let run = EvalRun {
             model_name: name,
-            model: model.as_ref(),
+            model,
             schedule: self.schedule,
             items: self.items,
             contexts: &contexts,
-            scorer: self.scorer,
+            scorer,
             seed: cfg.seed,
             examples: cfg.eval.examples,
         };
-        let mut out = ModelOutcome {
-            training,
-            rows: Vec::new(),
-            examples: Vec::new(),
-            timings: Vec::new(),
-            eval_seconds: 0.0,
-        };
-        for sampler in self.samplers {
-            for &tps in &cfg.eval.tokens_per_step {
-                bar.set_message(format!("{} {tps} tok/step", sampler.name));
-                let settings = SamplerSettings::for_tokens_per_step(
-                    cfg.gen_length,
-                    cfg.eval.block_length,
-                    tps,
-                    cfg.eval.temperature,
-                );
-                let (row, mut examples, timing) = run.run(sampler, settings)?;
-                for e in &mut examples {
-                    // Paths relative to the run directory keep reports portable.
-                    if let Ok(rel) = Path::new(&e.image).strip_prefix(&opts.out_dir) {
-                        e.image = rel.display().to_string();
-                    }
+        let threads = threads.clamp(1, settings.len().max(1));
+        let groups: Vec<Vec<usize>> = (0..threads)
+            .map(|k| (k..settings.len()).step_by(threads).collect())
+            .collect();
+        let results = map_scoped(&groups, |group| {
+            group
+                .iter()
+                .map(|&i| {
+                    let (sampler, tps) = settings[i];
+                    bar.set_message(format!("{} {tps} tok/step", sampler.name));
+                    let s = SamplerSettings::for_tokens_per_step(
+                        cfg.gen_length,
+                        cfg.eval.block_length,
+                        tps,
+                        cfg.eval.temperature,
+                    );
+                    let out = run.run(sampler, s);
+                    bar.inc(1);
+                    out.map(|o| (i, o))
+                })
+                .collect::<Result<Vec<_>>>()
+        });
+        let mut done = Vec::with_capacity(settings.len());
+        for r in results {
+            done.extend(r?);
+        }
+        done.sort_by_key(|(i, _)| *i);
+        let mut out = Evaluation::default();
+        for (i, (row, mut examples, timing)) in done {
+            let (sampler, tps) = settings[i];
+            for e in &mut examples {
+                // Paths relative to the run directory keep reports portable.
+                if let Ok(rel) = Path::new(&e.image).strip_prefix(&self.opts.out_dir) {
+                    e.image = rel.display().to_string();
                 }
-                out.rows.push(row);
-                out.examples.push(ExampleSet {
-                    model: name.clone(),
-                    sampler: sampler.name.clone(),
-                    tokens_per_step: tps,
-                    examples,
-                });
-                out.timings.push(timing);
-                bar.inc(1);
             }
+            out.rows.push(row);
+            out.examples.push(ExampleSet {
+                model: name.to_string(),
+                sampler: sampler.name.clone(),
+                tokens_per_step: tps,
+                examples,
+            });
+            out.timings.push(timing);
         }
         bar.finish_and_clear();
-        out.eval_seconds = eval_started.elapsed().as_secs_f64();
+        out.seconds = started.elapsed().as_secs_f64();
         Ok(out)
     }
 }
