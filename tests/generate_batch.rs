@@ -30,6 +30,21 @@ fn image_dir(dir: &Path) -> Vec<String> {
     names
 }
 
+/// Runs `rediff generate --model MODEL --images IMAGES --out OUT ARGS...`.
+fn generate_batch(model: &Path, images: &Path, out: &Path, args: &[&str]) -> std::process::Output {
+    rediff()
+        .arg("generate")
+        .arg("--model")
+        .arg(model)
+        .arg("--images")
+        .arg(images)
+        .arg("--out")
+        .arg(out)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn generate_captions_a_directory_into_predictions() {
     let model = captioning_run().join("models/rediff-base");
@@ -38,17 +53,12 @@ fn generate_captions_a_directory_into_predictions() {
     std::fs::create_dir(&images).unwrap();
     let names = image_dir(&images);
     let out = tmp.path().join("out/preds.json");
-    let output = rediff()
-        .arg("generate")
-        .arg("--model")
-        .arg(&model)
-        .arg("--images")
-        .arg(&images)
-        .arg("--out")
-        .arg(&out)
-        .args(["--batch-size", "2", "--steps", "6"])
-        .output()
-        .unwrap();
+    let output = generate_batch(
+        &model,
+        &images,
+        &out,
+        &["--batch-size", "2", "--steps", "6"],
+    );
     let (stdout, stderr) = texts(&output);
     assert!(output.status.success(), "{stdout}\n{stderr}");
     assert!(
@@ -63,17 +73,7 @@ fn generate_captions_a_directory_into_predictions() {
     }
     // The batch size does not change greedy captions.
     let again = tmp.path().join("again.json");
-    let output = rediff()
-        .arg("generate")
-        .arg("--model")
-        .arg(&model)
-        .arg("--images")
-        .arg(&images)
-        .arg("--out")
-        .arg(&again)
-        .args(["--steps", "6", "--quiet"])
-        .output()
-        .unwrap();
+    let output = generate_batch(&model, &images, &again, &["--steps", "6", "--quiet"]);
     assert!(output.status.success(), "{}", texts(&output).1);
     let again: BTreeMap<String, String> =
         serde_json::from_str(&std::fs::read_to_string(&again).unwrap()).unwrap();

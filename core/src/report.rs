@@ -230,8 +230,8 @@ fn register_font() {
     });
 }
 
-/// Draws factuality and grammar against tokens per step (log2 axis), one
-/// line per model x sampler.
+/// Draws factuality, grammar and repetition against tokens per step (log2
+/// axis), one line per model x sampler.
 pub fn plot(report: &Report, path: &Path) -> Result<()> {
     register_font();
     let err = |e: &dyn std::fmt::Display| Error::invalid(format!("plot {}: {e}", path.display()));
@@ -250,9 +250,9 @@ pub fn plot(report: &Report, path: &Path) -> Result<()> {
         .unwrap_or(1)
         .max(2);
     let x_max = (max_tps as f64).log2();
-    let root = BitMapBackend::new(path, (1200, 520)).into_drawing_area();
+    let root = BitMapBackend::new(path, (1800, 520)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(&e))?;
-    let panels = root.split_evenly((1, 2));
+    let panels = root.split_evenly((1, 3));
     let palette = [
         RGBColor(31, 119, 180),
         RGBColor(255, 127, 14),
@@ -269,6 +269,7 @@ pub fn plot(report: &Report, path: &Path) -> Result<()> {
             (|r: &EvalRow| r.factuality) as fn(&EvalRow) -> f64,
         ),
         ("grammar", |r: &EvalRow| r.grammar),
+        ("repetition", |r: &EvalRow| r.repetition),
     ]) {
         let mut chart = ChartBuilder::on(panel)
             .caption(format!("{metric} vs tokens per step"), ("sans-serif", 22))
@@ -305,7 +306,12 @@ pub fn plot(report: &Report, path: &Path) -> Result<()> {
         }
         chart
             .configure_series_labels()
-            .position(SeriesLabelPosition::LowerLeft)
+            // Quality falls with parallelism, repetition rises: keep the legend off the lines.
+            .position(if metric == "repetition" {
+                SeriesLabelPosition::UpperLeft
+            } else {
+                SeriesLabelPosition::LowerLeft
+            })
             .background_style(WHITE.mix(0.85))
             .border_style(BLACK)
             .label_font(("sans-serif", 14))

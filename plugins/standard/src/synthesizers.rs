@@ -302,6 +302,29 @@ mod tests {
         "a", "red", "blue", "circle", "square", "and", "<eot>", "<mask>",
     ];
 
+    /// The vocabulary of [`WORDS`] and its special tokens.
+    struct Fixture {
+        tokenizer: rediff_core::TextTokenizer,
+        special: SpecialTokens,
+    }
+
+    impl Fixture {
+        fn new() -> Self {
+            Self {
+                tokenizer: word_tokenizer(WORDS),
+                special: special(),
+            }
+        }
+
+        fn ctx(&self) -> SynthContext<'_> {
+            SynthContext {
+                vocab_size: 8,
+                special: &self.special,
+                tokenizer: &self.tokenizer,
+            }
+        }
+    }
+
     fn special() -> SpecialTokens {
         SpecialTokens {
             mask: 7,
@@ -323,13 +346,8 @@ mod tests {
 
     #[test]
     fn random_replace_groups_partition_and_weights_are_group_means() {
-        let tk = word_tokenizer(WORDS);
-        let sp = special();
-        let ctx = SynthContext {
-            vocab_size: 8,
-            special: &sp,
-            tokenizer: &tk,
-        };
+        let fx = Fixture::new();
+        let (ctx, sp) = (fx.ctx(), &fx.special);
         let synth = RandomReplace::new(RandomReplaceOptions {
             rate: 0.5,
             loss_p_floor: 0.0,
@@ -377,13 +395,8 @@ mod tests {
 
     #[test]
     fn masked_uses_llada_normalisation() {
-        let tk = word_tokenizer(WORDS);
-        let sp = special();
-        let ctx = SynthContext {
-            vocab_size: 8,
-            special: &sp,
-            tokenizer: &tk,
-        };
+        let fx = Fixture::new();
+        let ctx = fx.ctx();
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
         let c = Masked
             .corrupt(&sample(vec![]), 1.0, &ctx, &mut rng)
@@ -397,13 +410,8 @@ mod tests {
 
     #[test]
     fn span_pairs_label_targets_and_drop_bad_pairs() {
-        let tk = word_tokenizer(WORDS);
-        let sp = special();
-        let ctx = SynthContext {
-            vocab_size: 8,
-            special: &sp,
-            tokenizer: &tk,
-        };
+        let fx = Fixture::new();
+        let ctx = fx.ctx();
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
         let pairs = vec![
             RevisePair {
@@ -453,13 +461,8 @@ mod tests {
 
     #[test]
     fn span_pairs_can_mask_the_context_but_never_the_span() {
-        let tk = word_tokenizer(WORDS);
-        let sp = special();
-        let ctx = SynthContext {
-            vocab_size: 8,
-            special: &sp,
-            tokenizer: &tk,
-        };
+        let fx = Fixture::new();
+        let (ctx, sp) = (fx.ctx(), &fx.special);
         let pairs = vec![RevisePair {
             org: "red".into(),
             target: "blue".into(),
