@@ -197,7 +197,14 @@ fn generate_captions_an_image_and_traces_refinement() {
 fn help_explains_every_flag() {
     let output = rediff().args(["run", "--help"]).output().unwrap();
     let (stdout, _) = texts(&output);
-    for flag in ["--out", "--resume", "--seed", "--threads", "--quiet"] {
+    for flag in [
+        "--out",
+        "--resume",
+        "--seed",
+        "--threads",
+        "--quiet",
+        "--plugin",
+    ] {
         assert!(stdout.contains(flag), "{flag} missing from help");
     }
     let output = rediff().args(["generate", "--help"]).output().unwrap();

@@ -391,6 +391,9 @@ pub struct PipelineConfig {
     pub stage1: Option<TrainStageConfig>,
     /// Stage II (expert corrections of the model's own drafts), if wanted.
     pub stage2: Option<Stage2Config>,
+    /// Plugin libraries to load before building components (`[[plugins]]`),
+    /// relative paths resolved against the pipeline file's directory.
+    pub plugins: Vec<PathBuf>,
     /// Evaluation.
     pub eval: EvalConfig,
 }
@@ -421,7 +424,15 @@ struct RawPipeline {
     stage1: Option<RawStage>,
     #[serde(default)]
     stage2: Option<Spanned<RawStage2>>,
+    #[serde(default)]
+    plugins: Vec<RawPlugin>,
     eval: RawEval,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPlugin {
+    path: PathBuf,
 }
 
 #[derive(Deserialize)]
@@ -508,7 +519,14 @@ impl PipelineConfig {
     /// Reads and parses a pipeline file.
     pub fn from_file(path: &Path) -> Result<Self, crate::Error> {
         let text = std::fs::read_to_string(path).map_err(|e| crate::Error::io(path, e))?;
-        Ok(Self::parse(&path.display().to_string(), &text)?)
+        let mut cfg = Self::parse(&path.display().to_string(), &text)?;
+        let dir = path.parent().unwrap_or(Path::new(""));
+        for plugin in &mut cfg.plugins {
+            if plugin.is_relative() {
+                *plugin = dir.join(&*plugin);
+            }
+        }
+        Ok(cfg)
     }
 
     /// Parses pipeline text; `name` is used in error messages.
@@ -700,6 +718,7 @@ impl PipelineConfig {
             baseline,
             stage1,
             stage2,
+            plugins: raw.plugins.into_iter().map(|p| p.path).collect(),
             eval: EvalConfig {
                 samples: raw.eval.samples,
                 tokens_per_step: raw.eval.tokens_per_step.into_inner(),
@@ -894,6 +913,27 @@ steps = 5
         let text = with_stage2("experts = 3");
         let err = PipelineConfig::parse("p.toml", &text).unwrap_err();
         assert!(err.message.contains("unknown field `experts`"), "{err}");
+    }
+
+    #[test]
+    fn plugin_paths_resolve_against_the_pipeline_file() {
+        let text = format!(
+            "{GOOD}\n[[plugins]]\npath = \"libs/a.so\"\n\n[[plugins]]\npath = \"/abs/b.so\"\n"
+        );
+        let cfg = PipelineConfig::parse("p.toml", &text).unwrap();
+        assert_eq!(
+            cfg.plugins,
+            vec![PathBuf::from("libs/a.so"), PathBuf::from("/abs/b.so")]
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("p.toml");
+        std::fs::write(&file, &text).unwrap();
+        let cfg = PipelineConfig::from_file(&file).unwrap();
+        assert_eq!(cfg.plugins[0], dir.path().join("libs/a.so"));
+        assert_eq!(cfg.plugins[1], PathBuf::from("/abs/b.so"));
+        let err = PipelineConfig::parse("p.toml", &text.replace("path = \"libs", "file = \"libs"))
+            .unwrap_err();
+        assert!(err.message.contains("unknown field `file`"), "{err}");
     }
 
     #[test]

@@ -153,6 +153,9 @@ pub enum RegistryError {
     /// A plugin needs another that has not been added.
     #[error("plugin `{plugin}` requires plugin `{missing}`, which is not added (add it first)")]
     MissingDependency { plugin: String, missing: String },
+    /// A plugin panicked while registering (caught on its side).
+    #[error("plugin `{plugin}` panicked while registering: {message}")]
+    Panicked { plugin: String, message: String },
 }
 
 /// A bundle of components, registered in one go (bevy-style).
@@ -231,9 +234,36 @@ macro_rules! register_fn {
             F: Fn(&ComponentSpec, &BuildContext) -> Result<$ty> + Send + Sync + 'static,
         {
             let origin = self.origin.clone();
-            insert(&mut self.registry.$field, $kind, name, summary, origin, Arc::new(factory))
+            let guarded = guard_panics($kind, name, &origin, factory);
+            insert(&mut self.registry.$field, $kind, name, summary, origin, Arc::new(guarded))
         }
     };
+}
+
+/// Wraps a factory so a panic inside it (plugin code, say) becomes an error
+/// for that build, and guards what it builds (see [`crate::dynamic::Guard`]).
+/// Generic, so it is compiled into whichever library registers: for a
+/// plugin, the panic is caught by the plugin's own runtime.
+fn guard_panics<T: crate::dynamic::Guard, F>(
+    kind: ComponentKind,
+    name: &str,
+    origin: &Origin,
+    factory: F,
+) -> impl Fn(&ComponentSpec, &BuildContext) -> Result<T> + Send + Sync + 'static
+where
+    F: Fn(&ComponentSpec, &BuildContext) -> Result<T> + Send + Sync + 'static,
+{
+    let (name, origin) = (name.to_string(), origin.clone());
+    move |spec: &ComponentSpec, ctx: &BuildContext| {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| factory(spec, ctx)))
+            .unwrap_or_else(|payload| {
+                Err(Error::invalid(format!(
+                    "{kind} `{name}` from {origin} panicked while being built: {}",
+                    crate::dynamic::panic_message(payload.as_ref())
+                )))
+            })
+            .map(crate::dynamic::Guard::guarded)
+    }
 }
 
 fn insert<F>(

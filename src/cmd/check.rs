@@ -10,18 +10,27 @@ use rediff_core::pipeline::assemble;
 pub struct CheckArgs {
     /// Pipeline file to validate (TOML).
     pipeline: PathBuf,
+
+    /// Load a plugin library (a `cdylib` built with rediff_core::export_plugin!)
+    /// before building components; repeatable, after the pipeline's
+    /// `[[plugins]]`. A plugin is native code that runs with your privileges.
+    #[arg(long = "plugin", value_name = "PATH")]
+    plugins: Vec<PathBuf>,
 }
 
 /// Parses the pipeline, builds every component and prints the result.
 pub fn run(args: CheckArgs) -> anyhow::Result<()> {
     let cfg = super::load_pipeline(Some(&args.pipeline))?;
-    let registry = crate::registry::builtin()?;
+    let registry = crate::registry::with_plugins(cfg.plugins.iter().chain(&args.plugins))?;
     assemble(&cfg, &registry)?;
     println!("{}: ok", cfg.source.name);
     println!("seed = {}", cfg.seed);
     println!("gen_length = {}", cfg.gen_length);
     if let Some(dir) = &cfg.out_dir {
         println!("out_dir = {}", dir.display());
+    }
+    for plugin in cfg.plugins.iter().chain(&args.plugins) {
+        println!("plugin     {}", plugin.display());
     }
     for (path, kind, spec) in cfg.components() {
         println!("{kind:<11} {path:<24} {}", spec.to_toml_value());

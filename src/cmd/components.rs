@@ -1,5 +1,7 @@
 //! `rediff components`.
 
+use std::path::PathBuf;
+
 use clap::Args;
 
 /// Arguments of `rediff components`.
@@ -8,11 +10,16 @@ pub struct ComponentsArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
+
+    /// Load a plugin library (a `cdylib` built with rediff_core::export_plugin!)
+    /// and list its components too; repeatable. A plugin is native code that runs with your privileges.
+    #[arg(long = "plugin", value_name = "PATH")]
+    plugins: Vec<PathBuf>,
 }
 
 /// Lists every registered component.
 pub fn run(args: ComponentsArgs) -> anyhow::Result<()> {
-    let registry = crate::registry::builtin()?;
+    let registry = crate::registry::with_plugins(&args.plugins)?;
     let list = registry.list();
     if args.json {
         println!("{}", serde_json::to_string_pretty(&list)?);

@@ -39,6 +39,12 @@ pub struct RunArgs {
     /// Hide progress bars.
     #[arg(long)]
     quiet: bool,
+
+    /// Load a plugin library (a `cdylib` built with rediff_core::export_plugin!)
+    /// before building components; repeatable, after the pipeline's
+    /// `[[plugins]]`. A plugin is native code that runs with your privileges.
+    #[arg(long = "plugin", value_name = "PATH")]
+    plugins: Vec<PathBuf>,
 }
 
 /// Runs the pipeline and prints the results table.
@@ -60,7 +66,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             .unwrap_or_else(|| "quickstart".into());
         PathBuf::from("runs").join(stem)
     });
-    let registry = crate::registry::builtin()?;
+    let registry = crate::registry::with_plugins(cfg.plugins.iter().chain(&args.plugins))?;
     let interrupt = Arc::new(AtomicBool::new(false));
     {
         let flag = interrupt.clone();
