@@ -44,7 +44,7 @@ gen_length = 24
 
 [data]
 kind = "conversations"
-train = ["{clean}", "{vicrit}", "{exported}"]
+train = ["clean.json", "vicrit.jsonl", "{exported}"]
 image_root = "{root}"
 tokenizer = "{tokenizer}"
 
@@ -71,12 +71,11 @@ samples = 4
 tokens_per_step = [1]
 samplers = [{{ name = "refine", policy = {{ kind = "refine" }} }}]
 "#,
-        clean = dir.path().join("clean.json").display(),
-        vicrit = dir.path().join("vicrit.jsonl").display(),
         exported = exported.display(),
         root = run.display(),
         tokenizer = run.join("data/tokenizer.json").display(),
     );
+    // The two relative paths resolve against the pipeline file's directory.
     let path = write(dir.path(), "files.toml", &pipeline);
     let out = dir.path().join("out");
     run_pipeline(&path, &out, &[]);

@@ -394,6 +394,9 @@ pub struct PipelineConfig {
     /// Plugin libraries to load before building components (`[[plugins]]`),
     /// relative paths resolved against the pipeline file's directory.
     pub plugins: Vec<PathBuf>,
+    /// The pipeline file's directory, when it came from a file: relative
+    /// paths in component options (data files) resolve against it.
+    pub base_dir: Option<PathBuf>,
     /// Evaluation.
     pub eval: EvalConfig,
 }
@@ -526,6 +529,7 @@ impl PipelineConfig {
                 *plugin = dir.join(&*plugin);
             }
         }
+        cfg.base_dir = Some(dir.to_path_buf());
         Ok(cfg)
     }
 
@@ -719,6 +723,7 @@ impl PipelineConfig {
             stage1,
             stage2,
             plugins: raw.plugins.into_iter().map(|p| p.path).collect(),
+            base_dir: None,
             eval: EvalConfig {
                 samples: raw.eval.samples,
                 tokens_per_step: raw.eval.tokens_per_step.into_inner(),

@@ -83,6 +83,9 @@ pub struct BuildContext {
     pub tokenizer: Option<TextTokenizer>,
     /// Device for models.
     pub device: Device,
+    /// Directory relative paths in component options resolve against: the
+    /// pipeline file's directory (`None`: the current directory).
+    pub base_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for BuildContext {
@@ -91,6 +94,7 @@ impl Default for BuildContext {
             seed: 0,
             tokenizer: None,
             device: Device::Cpu,
+            base_dir: None,
         }
     }
 }

@@ -108,6 +108,7 @@ pub struct Assembled {
 pub fn assemble(cfg: &PipelineConfig, registry: &Registry) -> Result<Assembled> {
     let ctx = BuildContext {
         seed: cfg.seed,
+        base_dir: cfg.base_dir.clone(),
         ..Default::default()
     };
     let data = registry.build_data(&cfg.data, &ctx)?;

@@ -27,7 +27,9 @@ use rediff_core::tokens::TextTokenizer;
 use rediff_core::{Error, Result};
 use serde::Deserialize;
 
-/// Options of the `conversations` data source.
+/// Options of the `conversations` data source. Relative paths resolve
+/// against the pipeline file's directory (the current directory for a
+/// pipeline that is not a file).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConversationsOptions {
@@ -57,6 +59,25 @@ pub struct Conversations {
     max_samples: Option<usize>,
     tokenizer: Option<TextTokenizer>,
     prepared: Option<(Vec<Sample>, Vec<Sample>)>,
+}
+
+impl ConversationsOptions {
+    /// The options with relative paths resolved against `base` (the
+    /// pipeline file's directory).
+    pub fn relative_to(mut self, base: &Path) -> Self {
+        let join = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        self.train.iter_mut().for_each(join);
+        self.eval.iter_mut().for_each(join);
+        join(&mut self.image_root);
+        if let Some(t) = &mut self.tokenizer {
+            join(t);
+        }
+        self
+    }
 }
 
 fn absolute(path: &Path) -> std::result::Result<PathBuf, String> {

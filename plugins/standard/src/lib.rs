@@ -46,9 +46,13 @@ impl Plugin for StandardPlugin {
         r.data_source(
             "conversations",
             "LLaVA conversations and ViCrit samples from JSON / JSON Lines files (reference formats)",
-            |spec, _| {
+            |spec, ctx| {
                 Ok(Box::new(
-                    Conversations::new(spec.options()?).map_err(|m| spec.error(m))?,
+                    Conversations::new(match &ctx.base_dir {
+                        Some(base) => spec.options::<ConversationsOptions>()?.relative_to(base),
+                        None => spec.options()?,
+                    })
+                    .map_err(|m| spec.error(m))?,
                 ))
             },
         )?;
