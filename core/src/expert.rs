@@ -76,7 +76,8 @@ impl From<ExpertVerdict> for ExpertReply {
     }
 }
 
-/// Why an expert call failed (recorded per item, never fatal for a run).
+/// Why an expert call failed (recorded per item; only a `fatal` failure
+/// stops a run).
 #[derive(Debug, Clone, thiserror::Error, Serialize, Deserialize)]
 #[error("{message}")]
 pub struct ExpertError {
@@ -84,6 +85,22 @@ pub struct ExpertError {
     pub retryable: bool,
     /// Human-readable reason; never contains credentials.
     pub message: String,
+    /// No later call can succeed either (every request so far was refused
+    /// as unauthorized, say): the runner starts no new request and the run
+    /// stops with this message. Journaled items are kept for `--resume`.
+    #[serde(default)]
+    pub fatal: bool,
+}
+
+impl ExpertError {
+    /// A failure of this item only.
+    pub fn new(retryable: bool, message: impl Into<String>) -> Self {
+        Self {
+            retryable,
+            message: message.into(),
+            fatal: false,
+        }
+    }
 }
 
 /// A corrector of drafts. Implementations are registered under
@@ -93,6 +110,12 @@ pub trait ExpertCorrector: Send + Sync {
     /// Reviews one draft. Failures are recorded for that item and never stop
     /// a run; retrying transient failures is the expert's own business.
     async fn review(&self, request: &ExpertRequest) -> Result<ExpertReply, ExpertError>;
+
+    /// What `review` would send for `request`, credentials redacted, for
+    /// `rediff run --dry-run`; `None` when there is nothing to show.
+    fn describe(&self, _request: &ExpertRequest) -> Option<String> {
+        None
+    }
 }
 
 #[cfg(test)]

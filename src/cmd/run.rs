@@ -40,6 +40,11 @@ pub struct RunArgs {
     #[arg(long)]
     quiet: bool,
 
+    /// Print the request the Stage II expert would be sent for one item
+    /// (API key redacted) and exit: nothing is trained or sent.
+    #[arg(long)]
+    dry_run: bool,
+
     /// Load a plugin library (a `cdylib` built with rediff_core::export_plugin!)
     /// before building components; repeatable, after the pipeline's
     /// `[[plugins]]`. A plugin is native code that runs with your privileges.
@@ -67,6 +72,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         PathBuf::from("runs").join(stem)
     });
     let registry = crate::registry::with_plugins(cfg.plugins.iter().chain(&args.plugins))?;
+    if args.dry_run {
+        println!("{}", pipeline::dry_run_expert(&cfg, &registry, &out)?);
+        return Ok(());
+    }
     let interrupt = Arc::new(AtomicBool::new(false));
     {
         let flag = interrupt.clone();

@@ -82,6 +82,9 @@ pub fn builtin_registry() -> rediff_core::Registry {
         .add_plugin(&rediff_tiny_vlm::TinyVlmPlugin)
         .unwrap();
     registry
+        .add_plugin(&rediff_expert_openai::OpenAiPlugin)
+        .unwrap();
+    registry
 }
 
 /// The `rediff` binary.

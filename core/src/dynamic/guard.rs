@@ -77,6 +77,7 @@ impl Future for CatchPanic<'_> {
             Ok(poll) => poll,
             Err(payload) => Poll::Ready(Err(ExpertError {
                 retryable: false,
+                fatal: false,
                 message: format!("expert panicked: {}", panic_message(payload.as_ref())),
             })),
         }
@@ -85,6 +86,10 @@ impl Future for CatchPanic<'_> {
 
 #[async_trait]
 impl ExpertCorrector for GuardedExpert {
+    fn describe(&self, request: &ExpertRequest) -> Option<String> {
+        catch_unwind(AssertUnwindSafe(|| self.0.describe(request))).unwrap_or(None)
+    }
+
     async fn review(&self, request: &ExpertRequest) -> Result<ExpertReply, ExpertError> {
         CatchPanic(self.0.review(request)).await
     }

@@ -223,6 +223,42 @@ fn spinner(progress: bool, message: &str) -> ProgressBar {
     bar
 }
 
+/// What the Stage II expert would be sent for the first clean training
+/// sample (its reference answer standing in for a draft; no model is
+/// trained), credentials redacted: `rediff run --dry-run`.
+pub fn dry_run_expert(cfg: &PipelineConfig, registry: &Registry, out: &Path) -> Result<String> {
+    let mut assembled = assemble(cfg, registry)?;
+    let Some(stage2) = &assembled.stage2 else {
+        return Err(Error::invalid(
+            "--dry-run shows an expert request; the pipeline has no [stage2]",
+        ));
+    };
+    assembled.data.prepare(&DataContext {
+        dir: out.join("data"),
+        seed: cfg.seed,
+    })?;
+    let train = assembled.data.samples(Split::Train)?;
+    let sample = train
+        .iter()
+        .find(|s| s.revise.is_empty())
+        .ok_or_else(|| Error::invalid("the data has no clean training sample"))?;
+    let request = crate::expert::ExpertRequest {
+        id: sample.id.clone(),
+        image: sample.image.clone(),
+        question: sample.question.clone(),
+        reference: sample.answer.clone(),
+        draft: sample.answer.clone(),
+        truth: sample.truth.clone(),
+    };
+    Ok(stage2.expert.describe(&request).unwrap_or_else(|| {
+        format!(
+            "expert `{}` sends no request (it runs in process); it would review:\n{}",
+            stage2.config.expert.kind(),
+            serde_json::to_string_pretty(&request).unwrap_or_default()
+        )
+    }))
+}
+
 /// Runs the whole pipeline and writes the report into `opts.out_dir`.
 pub fn run(cfg: &PipelineConfig, registry: &Registry, opts: &RunOptions) -> Result<Report> {
     let started = Instant::now();

@@ -115,12 +115,6 @@ fn run_round(
 ) -> Result<(Box<dyn ModelBackend>, RoundReport, Evaluation)> {
     let (cfg, opts, s2) = (shared.cfg, shared.opts, &built.config);
     let name = round_model_name(round, s2.rounds);
-    // A round whose model is saved is final: its journals are only read.
-    let finished = opts.resume
-        && StageDirs::new(&opts.out_dir, &name)
-            .final_model
-            .join(REPORT_FILE)
-            .exists();
     let ctx = Round {
         shared,
         built,
@@ -136,8 +130,14 @@ fn run_round(
     let drafts = ctx.draft_all(model.as_ref())?;
     let drafting_seconds = started.elapsed().as_secs_f64();
     let started = Instant::now();
-    let reviews = ctx.review_all(&drafts, model.tokenizer(), !finished)?;
+    let (reviews, answered) = ctx.review_all(&drafts, model.tokenizer())?;
     let expert_seconds = started.elapsed().as_secs_f64();
+    if answered > 0 {
+        // Items retried on resume (their calls had failed) may have grown
+        // the training set: this round trains again, and later rounds, which
+        // started from its model, start over.
+        invalidate_from(&opts.out_dir, round, s2.rounds)?;
+    }
 
     // The round's training set, exported in the reference format and read
     // back from it: what trains is exactly what a user can take away.
@@ -212,6 +212,31 @@ fn run_round(
         examples: correction_examples(&reviews, &s2.tokens_per_step, cfg.eval.examples),
     };
     Ok((model, round_report, evaluation))
+}
+
+/// Removes the trained models and checkpoints of rounds `round..=rounds`,
+/// and the journals of the rounds after `round` (their drafts came from a
+/// model that is being retrained).
+fn invalidate_from(out: &Path, round: usize, rounds: usize) -> Result<()> {
+    let remove = |dir: &Path| -> Result<()> {
+        if dir.exists() {
+            std::fs::remove_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        }
+        Ok(())
+    };
+    for r in round..=rounds {
+        let dirs = StageDirs::new(out, &round_model_name(r, rounds));
+        if r == round && !dirs.final_model.join(REPORT_FILE).exists() {
+            // Not trained yet (the usual case): nothing to invalidate.
+            return Ok(());
+        }
+        remove(&dirs.final_model)?;
+        remove(&dirs.latest)?;
+        if r > round {
+            remove(&out.join("stage2").join(format!("round-{r}")))?;
+        }
+    }
+    Ok(())
 }
 
 /// Stage I samples to mix with `n` corrected drafts so they make `share` of the set.
@@ -381,12 +406,13 @@ impl Round<'_, '_> {
     /// Sends every draft without a journaled answer (or whose call failed) to
     /// the expert; appends each corrected draft to the dataset journal as it
     /// comes. Returns the final review of every draft that has one.
+    /// Returns the final reviews and how many items were answered now (not
+    /// journaled before).
     fn review_all(
         &self,
         drafts: &[DraftRecord],
         tokenizer: &TextTokenizer,
-        retry_failed: bool,
-    ) -> Result<Vec<ReviewRecord>> {
+    ) -> Result<(Vec<ReviewRecord>, usize)> {
         let (shared, built, picks, round, files) = (
             self.shared,
             self.built,
@@ -412,19 +438,11 @@ impl Round<'_, '_> {
                 }
             }
         }
-        let failed = last.values().filter(|r| r.failed()).count();
-        if failed > 0 && !retry_failed {
-            tracing::warn!(
-            round,
-            failed,
-            "the round is finished; its failed expert calls are not retried (delete its model directory to redo the round)"
-        );
-        }
         let items: Vec<ReviewItem> = drafts
             .iter()
             .filter(|d| match last.get(&d.index) {
                 None => d.ended,
-                Some(r) => r.failed() && retry_failed,
+                Some(r) => r.failed(),
             })
             .map(|d| {
                 let s = &shared.train_samples[picks[d.index]];
@@ -463,10 +481,11 @@ impl Round<'_, '_> {
         bar.finish_and_clear();
         journal.sync()?;
         dataset_log.sync()?;
-        for r in new {
-            last.insert(r.index, r);
+        for r in &new {
+            last.insert(r.index, r.clone());
         }
-        Ok(last.into_values().collect())
+        let answered = new.iter().filter(|r| !r.failed()).count();
+        Ok((last.into_values().collect(), answered))
     }
 }
 

@@ -127,13 +127,20 @@ impl ExpertRunner<'_> {
         let permits = Arc::new(Semaphore::new(self.concurrency.max(1)));
         let mut tasks = JoinSet::new();
         let mut pending = HashMap::new();
+        // Set by a fatal expert failure: no new request starts.
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut fatal: Option<String> = None;
         for item in items {
-            let (expert, permits, stop) =
-                (self.expert.clone(), permits.clone(), self.interrupt.clone());
+            let (expert, permits, interrupt, stop) = (
+                self.expert.clone(),
+                permits.clone(),
+                self.interrupt.clone(),
+                stop.clone(),
+            );
             let request = item.request.clone();
             let handle = tasks.spawn(async move {
                 let _permit = permits.acquire_owned().await.ok()?;
-                if stop.load(Ordering::SeqCst) {
+                if interrupt.load(Ordering::SeqCst) || stop.load(Ordering::SeqCst) {
                     return None;
                 }
                 Some(expert.review(&request).await)
@@ -152,6 +159,7 @@ impl ExpertRunner<'_> {
                         id,
                         Err(ExpertError {
                             retryable: false,
+                            fatal: false,
                             message,
                         }),
                     )
@@ -161,6 +169,13 @@ impl ExpertRunner<'_> {
             let item = pending
                 .remove(&id)
                 .expect("every task was registered with its item");
+            if let Err(e) = &reply {
+                if e.fatal && fatal.is_none() {
+                    fatal = Some(e.message.clone());
+                    // No new request starts; those in flight finish.
+                    stop.store(true, Ordering::SeqCst);
+                }
+            }
             let record = self.record(&item, reply)?;
             if let ReviewOutcome::Failed { message, .. } = &record.outcome {
                 tracing::warn!(item = item.index, sample = %record.sample, "expert call failed: {message}");
@@ -169,6 +184,12 @@ impl ExpertRunner<'_> {
             on_record(&record)?;
             self.progress.inc(1);
             records.push(record);
+        }
+        if let Some(message) = fatal {
+            return Err(Error::invalid(format!(
+                "the expert stopped the run: {message} ({} item(s) journaled; fix the cause and rerun with --resume)",
+                records.len()
+            )));
         }
         Ok(records)
     }
@@ -204,6 +225,7 @@ mod tests {
                 "boom" => panic!("planted panic"),
                 "fail" => Err(ExpertError {
                     retryable: true,
+                    fatal: false,
                     message: "HTTP 503".into(),
                 }),
                 "a red circle" => Ok(ExpertVerdict::Revisions(vec![
