@@ -101,11 +101,17 @@ fn run(pipeline: &Path, out: &Path, extra: &[&str]) -> (bool, String) {
 }
 
 fn reviews(out: &Path) -> Vec<ReviewRecord> {
-    std::fs::read_to_string(out.join("stage2/round-1/reviews.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    common::round_reviews(out, 1)
+}
+
+/// A wiremock server answering every request with `responder`.
+async fn server_with(responder: impl Respond + 'static) -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(wiremock::matchers::method("POST"))
+        .respond_with(responder)
+        .mount(&server)
+        .await;
+    server
 }
 
 fn files_below(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
@@ -121,11 +127,7 @@ fn files_below(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stage2_round_never_leaks_the_api_key() {
-    let server = MockServer::start().await;
-    Mock::given(wiremock::matchers::method("POST"))
-        .respond_with(Honest)
-        .mount(&server)
-        .await;
+    let server = server_with(Honest).await;
     let dir = tempfile::tempdir().unwrap();
     let p = pipeline(dir.path(), &server, 24, "");
     let out = dir.path().join("run");
@@ -162,13 +164,10 @@ async fn a_stage2_round_never_leaks_the_api_key() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn faults_on_200_items_crash_nothing_and_resume_retries_only_the_failed() {
-    let server = MockServer::start().await;
-    Mock::given(wiremock::matchers::method("POST"))
-        .respond_with(Flaky {
-            state: AtomicU64::new(7),
-        })
-        .mount(&server)
-        .await;
+    let server = server_with(Flaky {
+        state: AtomicU64::new(7),
+    })
+    .await;
     let dir = tempfile::tempdir().unwrap();
     let p = pipeline(dir.path(), &server, 200, ", max_concurrency = 16");
     let out = dir.path().join("run");
@@ -285,11 +284,7 @@ async fn the_concurrency_limit_is_never_exceeded() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dry_run_prints_one_request_with_the_key_redacted_and_sends_nothing() {
-    let server = MockServer::start().await;
-    Mock::given(wiremock::matchers::method("POST"))
-        .respond_with(Honest)
-        .mount(&server)
-        .await;
+    let server = server_with(Honest).await;
     let dir = tempfile::tempdir().unwrap();
     let p = pipeline(dir.path(), &server, 24, "");
     let (ok, out) = run(&p, &dir.path().join("run"), &["--dry-run"]);

@@ -132,12 +132,7 @@ fn example_plugins_drive_a_pipeline_from_its_toml() {
     assert!(row.origin.to_string().contains("cosine"), "{}", row.origin);
 
     // The expert's pairs are in the journal.
-    let reviews: Vec<ReviewRecord> =
-        std::fs::read_to_string(out.join("stage2/round-1/reviews.jsonl"))
-            .unwrap()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
+    let reviews: Vec<ReviewRecord> = common::round_reviews(&out, 1);
     let mut corrected = 0;
     for r in &reviews {
         let has_left = r.draft.split_whitespace().any(|w| w == "left");
@@ -243,12 +238,7 @@ fn a_panicking_plugin_expert_fails_its_items_and_the_run_goes_on() {
     let pipeline = write(dir.path(), "panicky.toml", &text);
     let out = dir.path().join("run");
     run_pipeline(&pipeline, &out, &[]);
-    let reviews: Vec<ReviewRecord> =
-        std::fs::read_to_string(out.join("stage2/round-1/reviews.jsonl"))
-            .unwrap()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
+    let reviews: Vec<ReviewRecord> = common::round_reviews(&out, 1);
     let (failed, fine): (Vec<_>, Vec<_>) = reviews.iter().partition(|r| r.failed());
     assert!(!failed.is_empty(), "no draft mentioned `big`");
     assert!(!fine.is_empty());

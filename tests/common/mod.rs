@@ -87,6 +87,17 @@ pub fn builtin_registry() -> rediff_core::Registry {
     registry
 }
 
+/// The expert reviews of Stage II round `round` in a run directory, in
+/// journal order.
+pub fn round_reviews(out: &Path, round: usize) -> Vec<rediff_core::stage2::ReviewRecord> {
+    let path = out.join(format!("stage2/round-{round}/reviews.jsonl"));
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
 /// The `rediff` binary.
 pub fn rediff() -> Command {
     Command::new(env!("CARGO_BIN_EXE_rediff"))

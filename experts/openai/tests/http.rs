@@ -65,6 +65,22 @@ async fn review_with(content: &str) -> Result<rediff_core::ExpertReply, rediff_c
     expert.review(&request(&img)).await
 }
 
+/// A server that answers `failure` to the first `n` requests, then `right`.
+async fn failing_first(failure: ResponseTemplate, n: u64) -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(failure)
+        .up_to_n_times(n)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(reply("right"))
+        .mount(&server)
+        .await;
+    server
+}
+
 fn pair(org: &str, target: &str) -> RevisePair {
     RevisePair {
         org: org.into(),
@@ -111,17 +127,11 @@ async fn a_malformed_reply_fails_the_item_without_retrying() {
 
 #[tokio::test]
 async fn rate_limits_honour_retry_after_then_succeed() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(429).insert_header("retry-after", "1"))
-        .up_to_n_times(1)
-        .with_priority(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .respond_with(reply("right"))
-        .mount(&server)
-        .await;
+    let server = failing_first(
+        ResponseTemplate::new(429).insert_header("retry-after", "1"),
+        1,
+    )
+    .await;
     let (_d, img, _) = image();
     let expert = OpenAiExpert::new(options(&server)).unwrap();
     let started = Instant::now();
@@ -138,17 +148,7 @@ async fn rate_limits_honour_retry_after_then_succeed() {
 
 #[tokio::test]
 async fn server_errors_are_retried() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(500).set_body_string("overloaded"))
-        .up_to_n_times(2)
-        .with_priority(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .respond_with(reply("right"))
-        .mount(&server)
-        .await;
+    let server = failing_first(ResponseTemplate::new(500).set_body_string("overloaded"), 2).await;
     let (_d, img, _) = image();
     let expert = OpenAiExpert::new(options(&server)).unwrap();
     assert_eq!(
