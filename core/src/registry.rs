@@ -86,6 +86,55 @@ pub struct BuildContext {
     /// Directory relative paths in component options resolve against: the
     /// pipeline file's directory (`None`: the current directory).
     pub base_dir: Option<std::path::PathBuf>,
+    /// Loads checkpoint directories with the registered loaders (for
+    /// components that use a model of their own, like the `model` expert).
+    pub checkpoints: Option<CheckpointLoader>,
+}
+
+/// A handle on the registry's checkpoint loaders (by `config.json`'s
+/// `model_type`), usable after the registry is gone.
+#[derive(Clone)]
+pub struct CheckpointLoader(Arc<BTreeMap<String, Loader>>);
+
+impl fmt::Debug for CheckpointLoader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("CheckpointLoader")
+            .field(&self.0.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl CheckpointLoader {
+    /// Loads `dir` with the loader its `config.json`'s `model_type` names.
+    pub fn load(&self, dir: &Path, opts: &LoadOptions) -> Result<Box<dyn ModelBackend>> {
+        load_checkpoint(&self.0, dir, opts)
+    }
+}
+
+fn load_checkpoint(
+    loaders: &BTreeMap<String, Loader>,
+    dir: &Path,
+    opts: &LoadOptions,
+) -> Result<Box<dyn ModelBackend>> {
+    let config_path = dir.join("config.json");
+    let text = std::fs::read_to_string(&config_path)
+        .map_err(|e| Error::checkpoint(&config_path, format!("cannot read: {e}")))?;
+    let value: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| Error::checkpoint(&config_path, format!("invalid JSON: {e}")))?;
+    let model_type = value
+        .get("model_type")
+        .and_then(|v| v.as_str())
+        .ok_or_else(|| Error::checkpoint(&config_path, "no `model_type` field"))?;
+    match loaders.get(model_type) {
+        Some(loader) => loader(dir, opts),
+        None => Err(Error::checkpoint(
+            &config_path,
+            format!(
+                "no loader for model_type `{model_type}`; known: {}",
+                loaders.keys().cloned().collect::<Vec<_>>().join(", ")
+            ),
+        )),
+    }
 }
 
 impl Default for BuildContext {
@@ -95,6 +144,7 @@ impl Default for BuildContext {
             tokenizer: None,
             device: Device::Cpu,
             base_dir: None,
+            checkpoints: None,
         }
     }
 }
@@ -466,25 +516,17 @@ impl Registry {
     /// Loads a checkpoint directory with the loader its `config.json`'s
     /// `model_type` names.
     pub fn load_model(&self, dir: &Path, opts: &LoadOptions) -> Result<Box<dyn ModelBackend>> {
-        let config_path = dir.join("config.json");
-        let text = std::fs::read_to_string(&config_path)
-            .map_err(|e| Error::checkpoint(&config_path, format!("cannot read: {e}")))?;
-        let value: serde_json::Value = serde_json::from_str(&text)
-            .map_err(|e| Error::checkpoint(&config_path, format!("invalid JSON: {e}")))?;
-        let model_type = value
-            .get("model_type")
-            .and_then(|v| v.as_str())
-            .ok_or_else(|| Error::checkpoint(&config_path, "no `model_type` field"))?;
-        match self.loaders.get(model_type) {
-            Some(entry) => (entry.factory)(dir, opts),
-            None => Err(Error::checkpoint(
-                &config_path,
-                format!(
-                    "no loader for model_type `{model_type}`; known: {}",
-                    self.loaders.keys().cloned().collect::<Vec<_>>().join(", ")
-                ),
-            )),
-        }
+        self.checkpoint_loader().load(dir, opts)
+    }
+
+    /// A handle on the checkpoint loaders that outlives `self`.
+    pub fn checkpoint_loader(&self) -> CheckpointLoader {
+        CheckpointLoader(Arc::new(
+            self.loaders
+                .iter()
+                .map(|(k, e)| (k.clone(), e.factory.clone()))
+                .collect(),
+        ))
     }
 
     /// Registered names of one kind, sorted.

@@ -85,6 +85,9 @@ pub fn builtin_registry() -> rediff_core::Registry {
         .add_plugin(&rediff_expert_openai::OpenAiPlugin)
         .unwrap();
     registry
+        .add_plugin(&rediff_expert_model::ModelExpertPlugin)
+        .unwrap();
+    registry
 }
 
 /// The expert reviews of Stage II round `round` in a run directory, in

@@ -109,6 +109,7 @@ pub fn assemble(cfg: &PipelineConfig, registry: &Registry) -> Result<Assembled> 
     let ctx = BuildContext {
         seed: cfg.seed,
         base_dir: cfg.base_dir.clone(),
+        checkpoints: Some(registry.checkpoint_loader()),
         ..Default::default()
     };
     let data = registry.build_data(&cfg.data, &ctx)?;
