@@ -44,14 +44,6 @@ pub struct ExpertRunner<'a> {
     pub progress: ProgressBar,
 }
 
-fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
-    payload
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "non-string panic payload".into())
-}
-
 impl ExpertRunner<'_> {
     /// Turns an expert's reply (or failure) into the journal record.
     pub fn record(
@@ -154,7 +146,10 @@ impl ExpertRunner<'_> {
                 Ok((_, None)) => continue,
                 Err(e) if e.is_panic() => {
                     let id = e.id();
-                    let message = format!("expert panicked: {}", panic_message(e.into_panic()));
+                    let message = format!(
+                        "expert panicked: {}",
+                        crate::dynamic::panic_message(e.into_panic().as_ref())
+                    );
                     (
                         id,
                         Err(ExpertError {
