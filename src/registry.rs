@@ -12,6 +12,7 @@ pub fn builtin() -> anyhow::Result<Registry> {
     registry.add_plugin(&rediff_standard::StandardPlugin)?;
     registry.add_plugin(&rediff_shapes::ShapesPlugin)?;
     registry.add_plugin(&rediff_tiny_vlm::TinyVlmPlugin)?;
+    registry.add_plugin(&rediff_llada_v::LladaVPlugin)?;
     registry.add_plugin(&rediff_expert_openai::OpenAiPlugin)?;
     registry.add_plugin(&rediff_expert_model::ModelExpertPlugin)?;
     Ok(registry)

@@ -20,6 +20,7 @@
 pub mod checkpoint;
 pub mod config;
 pub mod data;
+pub mod device;
 pub mod dynamic;
 pub mod error;
 pub mod eval;

@@ -322,56 +322,6 @@ pub fn plot(report: &Report, path: &Path) -> Result<()> {
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn row(model: &str, sampler: &str, tps: usize, f: f64) -> EvalRow {
-        EvalRow {
-            model: model.into(),
-            sampler: sampler.into(),
-            tokens_per_step: tps,
-            steps: 24 / tps,
-            factuality: f,
-            coverage: f,
-            grammar: f,
-            repetition: 1.0 - f,
-            samples: 10,
-            revisions_per_caption: 0.0,
-        }
-    }
-
-    #[test]
-    fn writes_the_three_files() {
-        let dir = tempfile::tempdir().unwrap();
-        let report = Report {
-            pipeline: "p.toml".into(),
-            results: vec![
-                row("baseline", "denoise", 1, 0.9),
-                row("baseline", "denoise", 8, 0.5),
-                row("rediff-base", "refine", 1, 0.92),
-                row("rediff-base", "refine", 8, 0.8),
-            ],
-            ..Default::default()
-        };
-        report.write(dir.path()).unwrap();
-        let back: Report =
-            serde_json::from_str(&std::fs::read_to_string(dir.path().join(JSON_FILE)).unwrap())
-                .unwrap();
-        assert_eq!(back, report);
-        let png = std::fs::read(dir.path().join(PLOT_FILE)).unwrap();
-        assert_eq!(&png[1..4], b"PNG");
-        let md = std::fs::read_to_string(dir.path().join(MARKDOWN_FILE)).unwrap();
-        assert!(
-            md.contains("| rediff-base | refine | 8 | 3 | 0.800 |"),
-            "{md}"
-        );
-        assert_eq!(
-            report.result("baseline", "denoise", 8).unwrap().factuality,
-            0.5
-        );
-    }
-}
 
 /// The Stage II section of `report.md`.
 fn stage2_markdown(s2: &Stage2Report) -> String {
@@ -478,4 +428,55 @@ fn stage2_markdown(s2: &Stage2Report) -> String {
         }
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(model: &str, sampler: &str, tps: usize, f: f64) -> EvalRow {
+        EvalRow {
+            model: model.into(),
+            sampler: sampler.into(),
+            tokens_per_step: tps,
+            steps: 24 / tps,
+            factuality: f,
+            coverage: f,
+            grammar: f,
+            repetition: 1.0 - f,
+            samples: 10,
+            revisions_per_caption: 0.0,
+        }
+    }
+
+    #[test]
+    fn writes_the_three_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let report = Report {
+            pipeline: "p.toml".into(),
+            results: vec![
+                row("baseline", "denoise", 1, 0.9),
+                row("baseline", "denoise", 8, 0.5),
+                row("rediff-base", "refine", 1, 0.92),
+                row("rediff-base", "refine", 8, 0.8),
+            ],
+            ..Default::default()
+        };
+        report.write(dir.path()).unwrap();
+        let back: Report =
+            serde_json::from_str(&std::fs::read_to_string(dir.path().join(JSON_FILE)).unwrap())
+                .unwrap();
+        assert_eq!(back, report);
+        let png = std::fs::read(dir.path().join(PLOT_FILE)).unwrap();
+        assert_eq!(&png[1..4], b"PNG");
+        let md = std::fs::read_to_string(dir.path().join(MARKDOWN_FILE)).unwrap();
+        assert!(
+            md.contains("| rediff-base | refine | 8 | 3 | 0.800 |"),
+            "{md}"
+        );
+        assert_eq!(
+            report.result("baseline", "denoise", 8).unwrap().factuality,
+            0.5
+        );
+    }
 }

@@ -248,10 +248,13 @@ impl StageRun<'_> {
     /// Runs the stage to completion (or until interrupted), then writes the
     /// final model to `dirs.final_model` with its [`StageReport`].
     pub fn run(&self) -> Result<StageReport> {
-        let varmap = self
-            .model
-            .varmap()
-            .ok_or_else(|| Error::invalid("model has no trainable variables"))?;
+        let varmap = self.model.varmap().ok_or_else(|| {
+            Error::invalid(format!(
+                "the `{}` model is frozen (loaded for inference only), so it cannot be trained; \
+                 use it to draft, evaluate or as a `model` expert",
+                self.model.kind()
+            ))
+        })?;
         let eligible = self.eligible();
         self.model.set_training(true);
         let _restore = RestoreInference(self.model);

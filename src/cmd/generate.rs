@@ -10,6 +10,7 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 use clap::{ArgGroup, Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
+use rediff_core::device::{DeviceChoice, WeightDtype};
 use rediff_core::formats::write_predictions;
 use rediff_core::image_io::load_rgb;
 use rediff_core::model::{ModelBackend, Prompt};
@@ -34,9 +35,20 @@ const IMAGE_EXTENSIONS: [&str; 3] = ["png", "jpg", "jpeg"];
 #[derive(Debug, Args)]
 #[command(group(ArgGroup::new("input").required(true).args(["image", "images"])))]
 pub struct GenerateArgs {
-    /// Checkpoint directory (config.json, weights, tokenizer.json), e.g. runs/quickstart/models/rediff-base.
+    /// Checkpoint directory (config.json, weights, tokenizer.json): a
+    /// rediff run's model (e.g. runs/quickstart/models/rediff-base) or a
+    /// LLaDA-V / ReDiff Hugging Face directory; config.json's model_type
+    /// picks the backend.
     #[arg(long)]
     model: PathBuf,
+    /// Where to run: auto (a CUDA GPU when rediff was built with
+    /// `--features cuda` and one is present, else the CPU), cpu, cuda, cuda:N.
+    #[arg(long, default_value = "auto", value_parser = parse_device)]
+    device: DeviceChoice,
+    /// Weight dtype: f32, bf16 (half the memory; what the published
+    /// checkpoints store) or f16. The tiny model runs in f32 only.
+    #[arg(long, default_value = "f32", value_parser = parse_dtype)]
+    dtype: WeightDtype,
     /// Image file to caption (PNG or JPEG); the caption is printed. Give
     /// either --image or --images.
     #[arg(long)]
@@ -88,6 +100,14 @@ pub struct GenerateArgs {
     /// in colour on a terminal (with --image only).
     #[arg(long, conflicts_with = "images")]
     trace: bool,
+}
+
+fn parse_device(s: &str) -> Result<DeviceChoice, String> {
+    s.parse()
+}
+
+fn parse_dtype(s: &str) -> Result<WeightDtype, String> {
+    s.parse()
 }
 
 fn policy_spec(args: &GenerateArgs) -> anyhow::Result<ComponentSpec> {
@@ -159,7 +179,11 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         _ => None,
     };
     let registry = crate::registry::builtin()?;
-    let model = registry.load_model(&args.model, &LoadOptions::default())?;
+    let load = LoadOptions {
+        device: args.device.resolve()?,
+        dtype: args.dtype.into(),
+    };
+    let model = registry.load_model(&args.model, &load)?;
     let policy = registry.build_policy(&policy_spec(&args)?, &BuildContext::default())?;
     let schedule = registry.build_schedule(
         &ComponentSpec::from_toml_str("schedule", "kind = \"linear\"")?,

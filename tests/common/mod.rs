@@ -81,6 +81,7 @@ pub fn builtin_registry() -> rediff_core::Registry {
     registry
         .add_plugin(&rediff_tiny_vlm::TinyVlmPlugin)
         .unwrap();
+    registry.add_plugin(&rediff_llada_v::LladaVPlugin).unwrap();
     registry
         .add_plugin(&rediff_expert_openai::OpenAiPlugin)
         .unwrap();

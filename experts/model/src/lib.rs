@@ -10,6 +10,9 @@
 //! expert = { kind = "model", checkpoint = "runs/big/models/rediff", gen_length = 24 }
 //! ```
 //!
+//! With a LLaDA-V / ReDiff 8B checkpoint, add `dtype = "bf16"`; `device`
+//! defaults to `auto` (the GPU when rediff is built with `--features cuda`).
+//!
 //! Each pass is one forward pass over the whole draft (no masks): every
 //! answer position whose most likely token differs from the draft's, with
 //! at least `min_confidence`, is rewritten. Runs of rewritten positions
@@ -20,6 +23,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use candle_core::Tensor;
+use rediff_core::device::{DeviceChoice, WeightDtype};
 use rediff_core::expert::{
     ExpertCorrector, ExpertError, ExpertReply, ExpertRequest, ExpertVerdict,
 };
@@ -49,6 +53,13 @@ pub struct ModelExpertOptions {
     /// `remask` (default) or `refine`; see the crate docs.
     #[serde(default)]
     pub strategy: Strategy,
+    /// `auto` (default: the GPU when rediff is built with `--features cuda`
+    /// and one is present, else the CPU), `cpu`, `cuda` or `cuda:N`.
+    #[serde(default)]
+    pub device: DeviceChoice,
+    /// Weight dtype: `f32` (default), `bf16` or `f16` (backends may refuse some).
+    #[serde(default)]
+    pub dtype: WeightDtype,
 }
 
 /// How a pass re-predicts the draft.
@@ -225,8 +236,8 @@ impl Plugin for ModelExpertPlugin {
                     .as_ref()
                     .ok_or_else(|| spec.error("no checkpoint loaders available to load the expert's model"))?;
                 let opts = LoadOptions {
-                    device: ctx.device.clone(),
-                    ..Default::default()
+                    device: options.device.resolve()?,
+                    dtype: options.dtype.into(),
                 };
                 let model = loader.load(&options.checkpoint, &opts)?;
                 Ok(Arc::new(ModelExpert::new(model, options)))

@@ -1,0 +1,267 @@
+//! A LLaDA-V / ReDiff checkpoint as a [`ModelBackend`]: the samplers,
+//! evaluation, drafting and the `model` expert drive it like the tiny model.
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor};
+use rediff_core::model::{ModelBackend, Prompt, PromptContext};
+use rediff_core::tokens::{SpecialTokens, TextTokenizer};
+use rediff_core::{Error, Result};
+
+use crate::config::LladaVConfig;
+use crate::network::{read_config, LladaV};
+use crate::prompt::{chat_prompt, tokenize_with_image, DEFAULT_SYSTEM_PROMPT, IMAGE_PLACEHOLDER};
+
+/// Tokens the reference never lets the sampler write.
+const SUPPRESSED: [&str; 4] = [
+    "<|endoftext|>",
+    "<|startoftext|>",
+    "<|start_header_id|>",
+    "<|end_header_id|>",
+];
+
+/// How to load a checkpoint.
+#[derive(Debug, Clone)]
+pub struct LladaVOptions {
+    /// Device for weights and compute.
+    pub device: Device,
+    /// Weight and activation dtype (f32, bf16 or f16); logits are f32.
+    pub dtype: DType,
+    /// System prompt of the chat template.
+    pub system_prompt: String,
+}
+
+impl Default for LladaVOptions {
+    fn default() -> Self {
+        Self {
+            device: Device::Cpu,
+            dtype: DType::F32,
+            system_prompt: DEFAULT_SYSTEM_PROMPT.into(),
+        }
+    }
+}
+
+/// The loaded model with its tokenizer and chat template.
+pub struct LladaVBackend {
+    net: LladaV,
+    tokenizer: TextTokenizer,
+    special: SpecialTokens,
+    bos: u32,
+    options: LladaVOptions,
+    source: PathBuf,
+}
+
+/// Encoded prompts: the embedded prefixes, left-padded to one length.
+struct LladaContext {
+    prefix: Tensor,
+    lengths: Vec<usize>,
+}
+
+impl LladaVBackend {
+    /// Loads `dir`: the network (see [`LladaV::load`]) and `tokenizer.json`,
+    /// whose special tokens must sit inside the head's rows.
+    pub fn load(dir: &Path, options: LladaVOptions) -> Result<Self> {
+        let cfg = read_config(dir)?;
+        let tokenizer = TextTokenizer::from_file(&dir.join("tokenizer.json"))?;
+        let (special, bos) = special_tokens(&tokenizer, &cfg, dir)?;
+        let net = LladaV::load(dir, options.dtype, &options.device)?;
+        if let Some(&max) = special.all.iter().max() {
+            if max as usize >= net.lm().vocab() {
+                return Err(Error::checkpoint(
+                    dir.join("tokenizer.json"),
+                    format!(
+                        "special token id {max} is outside the {}-row head",
+                        net.lm().vocab()
+                    ),
+                ));
+            }
+        }
+        Ok(Self {
+            net,
+            tokenizer,
+            special,
+            bos,
+            options,
+            source: dir.to_path_buf(),
+        })
+    }
+
+    /// The network.
+    pub fn network(&self) -> &LladaV {
+        &self.net
+    }
+
+    /// The prompt's embeddings with the image features spliced at the placeholder.
+    fn embed_prompt(&self, prompt: &Prompt) -> Result<Tensor> {
+        let features = self.net.image_features(&prompt.image)?;
+        let mut parts = Vec::new();
+        let mut text: Vec<u32> = Vec::new();
+        let mut images = 0;
+        let flush = |text: &mut Vec<u32>, parts: &mut Vec<Tensor>| -> Result<()> {
+            if !text.is_empty() {
+                let ids = Tensor::new(text.as_slice(), &self.options.device)?;
+                parts.push(self.net.lm().embed(&ids)?);
+                text.clear();
+            }
+            Ok(())
+        };
+        for &id in &prompt.ids {
+            if id == IMAGE_PLACEHOLDER {
+                flush(&mut text, &mut parts)?;
+                parts.push(features.clone());
+                images += 1;
+            } else {
+                text.push(id);
+            }
+        }
+        flush(&mut text, &mut parts)?;
+        if images != 1 {
+            return Err(Error::invalid(format!(
+                "a LLaDA-V prompt holds exactly one image placeholder, this one {images}"
+            )));
+        }
+        Ok(Tensor::cat(&parts, 0)?)
+    }
+}
+
+/// Special ids from the tokenizer by name, checked against the config.
+fn special_tokens(
+    tk: &TextTokenizer,
+    cfg: &LladaVConfig,
+    dir: &Path,
+) -> Result<(SpecialTokens, u32)> {
+    let path = dir.join("tokenizer.json");
+    let id = |t: &str| {
+        tk.token_to_id(t).ok_or_else(|| {
+            Error::checkpoint(&path, format!("no `{t}` token (not a LLaDA tokenizer?)"))
+        })
+    };
+    let mask = id("<|mdm_mask|>")?;
+    if let Some(m) = cfg.mask_token_id.filter(|&m| m != mask) {
+        return Err(Error::checkpoint(
+            &path,
+            format!("`<|mdm_mask|>` is id {mask}, config.json says mask_token_id {m}"),
+        ));
+    }
+    let eot = id("<|eot_id|>")?;
+    let bos = id("<|startoftext|>")?;
+    let suppressed = SUPPRESSED
+        .iter()
+        .map(|t| id(t))
+        .collect::<Result<Vec<_>>>()?;
+    let mut all: Vec<u32> = tk
+        .inner()
+        .get_added_tokens_decoder()
+        .into_iter()
+        .filter(|(_, t)| t.special)
+        .map(|(i, _)| i)
+        .collect();
+    all.extend([mask, eot, bos]);
+    all.extend(&suppressed);
+    all.sort_unstable();
+    all.dedup();
+    Ok((
+        SpecialTokens {
+            mask,
+            eot,
+            suppressed,
+            all,
+        },
+        bos,
+    ))
+}
+
+impl ModelBackend for LladaVBackend {
+    fn kind(&self) -> &str {
+        "llada-v"
+    }
+
+    fn vocab_size(&self) -> usize {
+        self.net.lm().vocab()
+    }
+
+    fn special_tokens(&self) -> &SpecialTokens {
+        &self.special
+    }
+
+    fn tokenizer(&self) -> &TextTokenizer {
+        &self.tokenizer
+    }
+
+    fn device(&self) -> &Device {
+        &self.options.device
+    }
+
+    fn prompt_ids(&self, question: &str) -> Result<Vec<u32>> {
+        tokenize_with_image(
+            &self.tokenizer,
+            &chat_prompt(&self.options.system_prompt, question),
+            self.bos,
+        )
+    }
+
+    fn encode_prompts(&self, prompts: &[Prompt]) -> Result<PromptContext> {
+        if prompts.is_empty() {
+            return Err(Error::invalid("no prompts to encode"));
+        }
+        let embedded = prompts
+            .iter()
+            .map(|p| self.embed_prompt(p))
+            .collect::<Result<Vec<_>>>()?;
+        let lengths: Vec<usize> = embedded
+            .iter()
+            .map(|e| e.dim(0))
+            .collect::<candle_core::Result<_>>()?;
+        let p = *lengths.iter().max().unwrap_or(&0);
+        let rows = embedded
+            .iter()
+            .zip(&lengths)
+            .map(|(e, &n)| {
+                if n == p {
+                    Ok(e.clone())
+                } else {
+                    let pad = Tensor::zeros((p - n, e.dim(1)?), e.dtype(), e.device())?;
+                    Tensor::cat(&[&pad, e], 0)
+                }
+            })
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        let prefix = Tensor::stack(&rows, 0)?;
+        Ok(PromptContext::new(
+            prompts.len(),
+            LladaContext { prefix, lengths },
+        ))
+    }
+
+    fn forward(&self, context: &PromptContext, response: &Tensor) -> Result<Tensor> {
+        let ctx = context
+            .get::<LladaContext>()
+            .ok_or_else(|| Error::invalid("prompt context was not made by llada-v"))?;
+        self.net.forward_prefix(&ctx.prefix, &ctx.lengths, response)
+    }
+
+    fn varmap(&self) -> Option<&candle_nn::VarMap> {
+        None
+    }
+
+    /// Copies the checkpoint's files (config, tokenizer, index, shards) into
+    /// `dir`: the weights are frozen, so the source files are the model.
+    fn save(&self, dir: &Path) -> Result<()> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let entries = std::fs::read_dir(&self.source).map_err(|e| Error::io(&self.source, e))?;
+        for entry in entries {
+            let path = entry.map_err(|e| Error::io(&self.source, e))?.path();
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default();
+            let wanted = name.ends_with(".json") || name.ends_with(".safetensors");
+            if wanted && path.is_file() {
+                let to = dir.join(name);
+                if std::fs::hard_link(&path, &to).is_err() {
+                    std::fs::copy(&path, &to).map_err(|e| Error::io(&to, e))?;
+                }
+            }
+        }
+        Ok(())
+    }
+}

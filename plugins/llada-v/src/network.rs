@@ -1,0 +1,213 @@
+//! The LLaDA-V network without its tokenizer: tower, projector, image
+//! newline and language model loaded from a checkpoint directory, plus the
+//! image-to-features path and the forward pass over embedded prefixes.
+
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor};
+use rediff_core::{Error, Result};
+
+use crate::anyres::AnyresLayout;
+use crate::config::LladaVConfig;
+use crate::llama::LladaLm;
+use crate::merge::merge_tiles;
+use crate::preprocess::image_tiles;
+use crate::projector::MlpGeluProjector;
+use crate::siglip::{is_unused_tower_tensor, SiglipVisionTower, VisionDims, TOWER_PREFIX};
+use crate::weights::ShardedWeights;
+
+/// Tiles encoded per tower call (bounds activation memory).
+const TILE_BATCH: usize = 8;
+
+/// The weights of a LLaDA-V checkpoint, ready to run.
+pub struct LladaV {
+    cfg: LladaVConfig,
+    tower: SiglipVisionTower,
+    projector: MlpGeluProjector,
+    image_newline: Tensor,
+    lm: LladaLm,
+    candidates: Vec<(u32, u32)>,
+    max_tiles: usize,
+    dtype: DType,
+    device: Device,
+}
+
+impl LladaV {
+    /// Loads `config.json` and the (sharded) safetensors of `dir`,
+    /// memory-mapped and converted to `dtype` on `device`. Every expected
+    /// tensor must be present with its shape and every stored tensor used
+    /// (the tower's post-layernorm excepted: the reference saves it but
+    /// never applies it); errors name the file and the tensor.
+    pub fn load(dir: &Path, dtype: DType, device: &Device) -> Result<Self> {
+        if !matches!(dtype, DType::F32 | DType::BF16 | DType::F16) {
+            return Err(Error::invalid(format!(
+                "llada-v runs in f32, bf16 or f16, not {dtype:?}"
+            )));
+        }
+        let cfg = read_config(dir)?;
+        let config_path = dir.join("config.json");
+        let weights = ShardedWeights::open(dir)?;
+        let located = |e: candle_core::Error| Error::checkpoint(dir, e.to_string());
+        let vocab = weights
+            .shape("lm_head.weight")
+            .ok_or_else(|| Error::checkpoint(dir, "missing tensor `lm_head.weight`"))?[0];
+        let dims = VisionDims::from_weights(&weights, &cfg.vision())
+            .map_err(|e| Error::checkpoint(dir, e))?;
+        if dims.hidden != cfg.mm_hidden_size {
+            return Err(Error::checkpoint(
+                &config_path,
+                format!(
+                    "mm_hidden_size {} but the tower's weights are {} wide",
+                    cfg.mm_hidden_size, dims.hidden
+                ),
+            ));
+        }
+        let vb = weights.var_builder(dtype, device);
+        let tower = SiglipVisionTower::new(dims, vb.pp(TOWER_PREFIX)).map_err(located)?;
+        let projector = MlpGeluProjector::new(
+            dims.hidden,
+            cfg.hidden_size,
+            vb.pp("model").pp("mm_projector"),
+        )
+        .map_err(located)?;
+        let image_newline = vb
+            .pp("model")
+            .get(cfg.hidden_size, "image_newline")
+            .map_err(located)?;
+        let lm = LladaLm::new(&cfg, vocab, vb).map_err(located)?;
+        weights.check_all_used(is_unused_tower_tensor)?;
+        let candidates = cfg
+            .image_grid_pinpoints
+            .resolutions(dims.tile as u32)
+            .map_err(|e| Error::checkpoint(&config_path, e))?;
+        let max_tiles = cfg
+            .max_tiles()
+            .map_err(|e| Error::checkpoint(&config_path, e))?;
+        Ok(Self {
+            cfg,
+            tower,
+            projector,
+            image_newline,
+            lm,
+            candidates,
+            max_tiles,
+            dtype,
+            device: device.clone(),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &LladaVConfig {
+        &self.cfg
+    }
+
+    /// The vision tower.
+    pub fn tower(&self) -> &SiglipVisionTower {
+        &self.tower
+    }
+
+    /// The projector.
+    pub fn projector(&self) -> &MlpGeluProjector {
+        &self.projector
+    }
+
+    /// The language model.
+    pub fn lm(&self) -> &LladaLm {
+        &self.lm
+    }
+
+    /// The `image_newline` vector.
+    pub fn image_newline(&self) -> &Tensor {
+        &self.image_newline
+    }
+
+    /// Weight and activation dtype.
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// Device of the weights.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// The tiling of an image of `size = (width, height)`.
+    pub fn layout(&self, size: (u32, u32)) -> AnyresLayout {
+        let d = self.tower.dims();
+        AnyresLayout::new(
+            size,
+            d.tile as u32,
+            d.patch as u32,
+            &self.candidates,
+            self.max_tiles,
+        )
+    }
+
+    /// The image's feature sequence: preprocessing, tower, projector, merge.
+    ///
+    /// # Shapes
+    /// - returns: `[layout.num_features(), hidden]` (model dtype)
+    pub fn image_features(&self, image: &image::RgbImage) -> Result<Tensor> {
+        let layout = self.layout(image.dimensions());
+        let tile = self.tower.dims().tile as u32;
+        let tiles = image_tiles(image, &layout, tile, &self.device)?.to_dtype(self.dtype)?;
+        self.features_from_tiles(&tiles, &layout)
+    }
+
+    /// Tower, projector and merge over already preprocessed tiles.
+    ///
+    /// # Shapes
+    /// - `tiles`: `[layout.num_tiles(), 3, tile, tile]`
+    /// - returns: `[layout.num_features(), hidden]`
+    pub fn features_from_tiles(&self, tiles: &Tensor, layout: &AnyresLayout) -> Result<Tensor> {
+        let n = tiles.dim(0)?;
+        let mut projected = Vec::with_capacity(n.div_ceil(TILE_BATCH));
+        let mut start = 0;
+        while start < n {
+            let k = TILE_BATCH.min(n - start);
+            let feats = self.tower.forward(&tiles.narrow(0, start, k)?)?;
+            projected.push(self.projector.forward(&feats)?);
+            start += k;
+        }
+        Ok(merge_tiles(
+            &Tensor::cat(&projected, 0)?,
+            &self.image_newline,
+            layout,
+        )?)
+    }
+
+    /// Logits over the response positions for embedded prefixes.
+    ///
+    /// # Shapes
+    /// - `prefix`: `[batch, P, hidden]` (row `b` left-padded by `P - lengths[b]`)
+    /// - `response`: `[batch, L]` (`u32`)
+    /// - returns: `[batch, L, vocab]` (f32)
+    pub fn forward_prefix(
+        &self,
+        prefix: &Tensor,
+        lengths: &[usize],
+        response: &Tensor,
+    ) -> Result<Tensor> {
+        let p = prefix.dim(1)?;
+        let l = response.dim(1)?;
+        let x = Tensor::cat(&[prefix, &self.lm.embed(response)?], 1)?;
+        let pad: Vec<usize> = lengths.iter().map(|&n| p - n).collect();
+        let positions: Vec<Vec<u32>> = pad
+            .iter()
+            .map(|&pd| (0..p + l).map(|j| j.saturating_sub(pd) as u32).collect())
+            .collect();
+        Ok(self.lm.forward_embeds(&x, &positions, &pad, l)?)
+    }
+}
+
+/// Reads and validates `config.json`, naming the file on failure.
+pub fn read_config(dir: &Path) -> Result<LladaVConfig> {
+    let config_path = dir.join("config.json");
+    let text = std::fs::read_to_string(&config_path)
+        .map_err(|e| Error::checkpoint(&config_path, format!("cannot read: {e}")))?;
+    let cfg: LladaVConfig = serde_json::from_str(&text)
+        .map_err(|e| Error::checkpoint(&config_path, format!("not a LLaDA-V config: {e}")))?;
+    cfg.validate()
+        .map_err(|e| Error::checkpoint(&config_path, e))?;
+    Ok(cfg)
+}
