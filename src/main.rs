@@ -42,6 +42,9 @@ enum Command {
     Generate(cmd::generate::GenerateArgs),
     /// List every registered component by kind, with its origin.
     Components(cmd::components::ComponentsArgs),
+    /// Time the tiny model against its PyTorch twin (training step, forward
+    /// pass, captions) at 1 and 2 threads and write the table as JSON.
+    Bench(cmd::bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -57,6 +60,7 @@ fn main() -> ExitCode {
         Command::Check(args) => cmd::check::run(args),
         Command::Generate(args) => cmd::generate::run(args),
         Command::Components(args) => cmd::components::run(args),
+        Command::Bench(args) => cmd::bench::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -30,8 +30,11 @@ impl DeviceChoice {
             DeviceChoice::Cpu => Ok(Device::Cpu),
             DeviceChoice::Auto => Ok(Device::cuda_if_available(0).unwrap_or(Device::Cpu)),
             DeviceChoice::Cuda(n) => Device::new_cuda(n).map_err(|e| {
+                // candle appends a backtrace to driver errors; keep the cause.
+                let text = e.to_string();
+                let cause = text.split("    0:").next().unwrap_or(&text).trim();
                 Error::invalid(format!(
-                    "cannot use cuda:{n} ({e}); build with `--features cuda` on a machine with an NVIDIA GPU, or use `cpu`"
+                    "cannot use cuda:{n} ({cause}); build with `--features cuda` on a machine with an NVIDIA GPU, or use `cpu`"
                 ))
             }),
         }

@@ -29,6 +29,7 @@ pub mod formats;
 pub mod image_io;
 pub mod loss;
 pub mod model;
+pub mod ops;
 pub mod optim;
 pub mod parallel;
 pub mod pipeline;

@@ -35,10 +35,9 @@ pub fn token_cross_entropy(logits: &Tensor, labels: &Tensor) -> Result<Tensor> {
 /// - `labels`, `weights`: `[batch, L]`
 /// - returns: scalar
 pub fn weighted_loss(logits: &Tensor, labels: &Tensor, weights: &Tensor) -> Result<Tensor> {
-    let ce = token_cross_entropy(logits, labels)?;
-    let batch = ce.dim(0)? as f64;
-    let weights = weights.to_dtype(ce.dtype())?;
-    Ok(((ce * weights)?.sum_all()? / batch)?.to_dtype(DType::F32)?)
+    let batch = logits.dim(0)? as f64;
+    let ce = crate::ops::weighted_cross_entropy(logits, labels, weights)?;
+    Ok((ce.sum_all()? / batch)?.to_dtype(DType::F32)?)
 }
 
 /// Group-mean weights: `1 / (count * divisor)` per position, 0 for an empty group.

@@ -322,7 +322,6 @@ pub fn plot(report: &Report, path: &Path) -> Result<()> {
     Ok(())
 }
 
-
 /// The Stage II section of `report.md`.
 fn stage2_markdown(s2: &Stage2Report) -> String {
     let mut s = String::new();

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use candle_core::backprop::GradStore;
-use candle_core::{Device, Tensor};
+use candle_core::Tensor;
 use image::RgbImage;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use rand::Rng as _;
@@ -98,11 +98,68 @@ pub struct StageReport {
 /// File the final model directory carries with its [`StageReport`].
 pub const REPORT_FILE: &str = "training.json";
 
-struct Batch {
-    prompts: Vec<Prompt>,
-    input: Vec<u32>,
-    labels: Vec<u32>,
-    weights: Vec<f32>,
+/// One training batch: prompts, and per response position the input token,
+/// the label and the loss weight, row-major `[batch, L]`.
+#[derive(Debug, Clone)]
+pub struct TrainBatch {
+    /// Encoded once per shard.
+    pub prompts: Vec<Prompt>,
+    /// Corrupted responses fed to the model.
+    pub input: Vec<u32>,
+    /// Clean responses (the targets).
+    pub labels: Vec<u32>,
+    /// Per-position loss weights (see [`crate::loss`]).
+    pub weights: Vec<f32>,
+}
+
+/// The batch loss and its gradients. With `shards > 1` the batch is split
+/// into that many contiguous shards, each forward and backward pass runs on
+/// its own thread, and the gradients are summed in shard order (so the
+/// result does not depend on thread timing).
+pub fn loss_and_grads(
+    model: &dyn ModelBackend,
+    batch: &TrainBatch,
+    shards: usize,
+) -> Result<(f32, GradStore)> {
+    let n = batch.prompts.len();
+    let l = batch.input.len() / n.max(1);
+    let device = model.device();
+    let shards = shards.clamp(1, n);
+    let bounds: Vec<(usize, usize)> = (0..shards)
+        .map(|k| (k * n / shards, (k + 1) * n / shards))
+        .collect();
+    let shard = |(a, b): (usize, usize)| -> Result<(f32, GradStore)> {
+        let m = b - a;
+        let input = Tensor::from_vec(batch.input[a * l..b * l].to_vec(), (m, l), device)?;
+        let labels = Tensor::from_vec(batch.labels[a * l..b * l].to_vec(), (m, l), device)?;
+        let weights = Tensor::from_vec(batch.weights[a * l..b * l].to_vec(), (m, l), device)?;
+        let context = model.encode_prompts(&batch.prompts[a..b])?;
+        let logits = model.forward(&context, &input)?;
+        // Each shard's mean, weighted by its share: the sum is the batch mean.
+        let loss = (weighted_loss(&logits, &labels, &weights)? * (m as f64 / n as f64))?;
+        Ok((loss.to_scalar::<f32>()?, loss.backward()?))
+    };
+    let mut results = map_scoped(&bounds, |&bound| shard(bound));
+    let (mut loss, mut grads) = results.remove(0)?;
+    let varmap = model
+        .varmap()
+        .ok_or_else(|| Error::invalid("model has no trainable variables"))?;
+    let vars = varmap.all_vars();
+    for result in results {
+        let (shard_loss, shard_grads) = result?;
+        loss += shard_loss;
+        for var in &vars {
+            let t = var.as_tensor();
+            if let Some(g) = shard_grads.get(t) {
+                let sum = match grads.get(t) {
+                    Some(acc) => (acc + g)?,
+                    None => g.clone(),
+                };
+                grads.insert(t, sum);
+            }
+        }
+    }
+    Ok((loss, grads))
 }
 
 impl StageRun<'_> {
@@ -121,7 +178,7 @@ impl StageRun<'_> {
         step: usize,
         eligible: &[usize],
         report: &mut StageReport,
-    ) -> Result<Batch> {
+    ) -> Result<TrainBatch> {
         let mut rng = rng::stream(self.seed, &format!("{}/batch", self.name), step as u64);
         let special = self.model.special_tokens();
         let ctx = SynthContext {
@@ -130,7 +187,7 @@ impl StageRun<'_> {
             tokenizer: self.model.tokenizer(),
         };
         let b = self.settings.batch_size;
-        let mut batch = Batch {
+        let mut batch = TrainBatch {
             prompts: Vec::with_capacity(b),
             input: Vec::new(),
             labels: Vec::new(),
@@ -198,51 +255,6 @@ impl StageRun<'_> {
                 .map_err(|e| Error::checkpoint(&opt_path, e))?;
             write_json(&dir.join(STATE_FILE), &*state)
         })
-    }
-
-    /// The batch loss and its gradients. With `shards > 1` the batch is split
-    /// into that many contiguous shards, each forward and backward pass runs
-    /// on its own thread, and the gradients are summed in shard order (so the
-    /// result does not depend on thread timing).
-    fn loss_and_grads(&self, batch: Batch, l: usize, device: &Device) -> Result<(f32, GradStore)> {
-        let n = batch.prompts.len();
-        let shards = self.shards.clamp(1, n);
-        let bounds: Vec<(usize, usize)> = (0..shards)
-            .map(|k| (k * n / shards, (k + 1) * n / shards))
-            .collect();
-        let shard = |(a, b): (usize, usize)| -> Result<(f32, GradStore)> {
-            let m = b - a;
-            let input = Tensor::from_vec(batch.input[a * l..b * l].to_vec(), (m, l), device)?;
-            let labels = Tensor::from_vec(batch.labels[a * l..b * l].to_vec(), (m, l), device)?;
-            let weights = Tensor::from_vec(batch.weights[a * l..b * l].to_vec(), (m, l), device)?;
-            let context = self.model.encode_prompts(&batch.prompts[a..b])?;
-            let logits = self.model.forward(&context, &input)?;
-            // Each shard's mean, weighted by its share: the sum is the batch mean.
-            let loss = (weighted_loss(&logits, &labels, &weights)? * (m as f64 / n as f64))?;
-            Ok((loss.to_scalar::<f32>()?, loss.backward()?))
-        };
-        let mut results = map_scoped(&bounds, |&bound| shard(bound));
-        let (mut loss, mut grads) = results.remove(0)?;
-        let varmap = self
-            .model
-            .varmap()
-            .ok_or_else(|| Error::invalid("model has no trainable variables"))?;
-        let vars = varmap.all_vars();
-        for result in results {
-            let (shard_loss, shard_grads) = result?;
-            loss += shard_loss;
-            for var in &vars {
-                let t = var.as_tensor();
-                if let Some(g) = shard_grads.get(t) {
-                    let sum = match grads.get(t) {
-                        Some(acc) => (acc + g)?,
-                        None => g.clone(),
-                    };
-                    grads.insert(t, sum);
-                }
-            }
-        }
-        Ok((loss, grads))
     }
 
     /// Runs the stage to completion (or until interrupted), then writes the
@@ -327,8 +339,6 @@ impl StageRun<'_> {
         let mut acc = state.pending_loss;
         let started = Instant::now();
         let seconds_before = state.seconds;
-        let device = self.model.device().clone();
-        let l = self.examples[0].tokens.response.len();
         while state.step < self.steps {
             if self.interrupt.load(Ordering::SeqCst) {
                 state.seconds = seconds_before + started.elapsed().as_secs_f64();
@@ -339,7 +349,7 @@ impl StageRun<'_> {
             }
             let step = state.step;
             let batch = self.make_batch(step, &eligible, &mut report)?;
-            let (loss_value, grads) = self.loss_and_grads(batch, l, &device)?;
+            let (loss_value, grads) = loss_and_grads(self.model, &batch, self.shards)?;
             if !loss_value.is_finite() {
                 return Err(Error::invalid(format!(
                     "stage {}: loss became {loss_value} at step {step}; lower the learning rate",

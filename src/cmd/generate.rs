@@ -84,6 +84,10 @@ pub struct GenerateArgs {
     /// denoise (plain) or refine (ReDiff).
     #[arg(long, value_enum, default_value_t = SamplerKind::Refine)]
     sampler: SamplerKind,
+    /// Compute threads per tensor op (default: all cores; one for a single
+    /// image with a tiny-vlm checkpoint, whose matrices are too small to split).
+    #[arg(long)]
+    threads: Option<usize>,
     /// With refine: first step (within each block) that revises decoded tokens.
     #[arg(long, default_value_t = 0)]
     refine_start: usize,
@@ -166,6 +170,14 @@ fn render_step(ev: &StepEvent, model: &dyn ModelBackend, color: bool) -> String 
     )
 }
 
+/// Whether `dir` holds a tiny-vlm checkpoint (its config.json says so).
+fn is_tiny_checkpoint(dir: &Path) -> bool {
+    std::fs::read_to_string(dir.join("config.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .is_some_and(|v| v["model_type"] == rediff_tiny_vlm::MODEL_TYPE)
+}
+
 /// Runs `rediff generate`: one image, or a directory in batches.
 pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     // Check the cheap things before loading the model.
@@ -178,6 +190,11 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         }
         _ => None,
     };
+    super::set_threads(args.threads.or_else(|| {
+        // One tiny-vlm caption's matrices are too small for several compute
+        // threads to pay off (`rediff bench`: slower with two than with one).
+        (batch_images.is_none() && is_tiny_checkpoint(&args.model)).then_some(1)
+    }));
     let registry = crate::registry::builtin()?;
     let load = LoadOptions {
         device: args.device.resolve()?,

@@ -81,14 +81,8 @@ fn loads_every_tensor_and_runs_a_forward_pass() {
     let single = model
         .forward(&alone, &response.narrow(0, 0, 1).unwrap())
         .unwrap();
-    let diff = (logits.get(1).unwrap() - single.get(0).unwrap())
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
+    let diff =
+        rediff_core::ops::max_abs_diff(&logits.get(1).unwrap(), &single.get(0).unwrap()).unwrap();
     assert!(diff < 1e-4, "padded row differs by {diff}");
     let expected = model.network().layout((500, 260)).num_features();
     let short = model.network().layout((384, 384)).num_features();

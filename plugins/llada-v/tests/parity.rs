@@ -43,16 +43,7 @@ fn pixels(tiles: usize, side: usize) -> Tensor {
 
 fn max_diff(name: &str, ours: &Tensor, expected: &Tensor) -> f32 {
     assert_eq!(ours.dims(), expected.dims(), "{name}: shape");
-    let d = (ours - expected)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
+    let d = rediff_core::ops::max_abs_diff(ours, expected).unwrap();
     eprintln!("{name}: max |diff| = {d:.3e}");
     assert!(d <= TOLERANCE, "{name}: max |diff| {d} > {TOLERANCE}");
     d

@@ -5,7 +5,7 @@
 //! candle (the fused `rms_norm` and `softmax_last_dim` kernels do not); in
 //! inference mode the fused kernels are used. Both compute the same values.
 
-use candle_core::{Module, Result, Tensor, D};
+use candle_core::{Result, Tensor};
 use candle_nn::{linear, linear_no_bias, Init, Linear, VarBuilder};
 
 use crate::config::TinyVlmConfig;
@@ -17,6 +17,46 @@ fn weight_init(fan_in: usize) -> Init {
         mean: 0.0,
         stdev: 1.0 / (fan_in as f64).sqrt(),
     }
+}
+
+/// A linear layer as one 2-D matmul (see [`rediff_core::ops::linear`]);
+/// with `frozen`, against that snapshot of the weight (inference only).
+pub(crate) fn dense(x: &Tensor, layer: &Linear, frozen: Option<&Tensor>) -> Result<Tensor> {
+    match frozen {
+        Some(wt) => {
+            let dims = x.dims();
+            let inner = dims[dims.len() - 1];
+            let y = x.reshape((x.elem_count() / inner, inner))?.matmul(wt)?;
+            let y = match layer.bias() {
+                Some(b) => y.broadcast_add(b)?,
+                None => y,
+            };
+            let mut out = dims.to_vec();
+            *out.last_mut().expect("at least one axis") = wt.dim(1)?;
+            y.reshape(out)
+        }
+        None => rediff_core::ops::linear(x, layer).map_err(candle_core::Error::wrap),
+    }
+}
+
+/// A weight transposed into a contiguous `[in, out]` copy: small-batch
+/// matmuls against it run 2-4x faster than against the transposed view
+/// (measured: 52 vs 105 us for 45 x 256 x 256), because gemm need not
+/// repack the weight on every call.
+pub(crate) fn transposed(layer: &Linear) -> Result<Tensor> {
+    layer.weight().t()?.contiguous()
+}
+
+/// Inference-time snapshot of a block's weights, transposed (see
+/// [`transposed`]); built once per encoded batch, so never stale.
+#[derive(Debug, Clone)]
+pub struct FrozenBlock {
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    o: Tensor,
+    up: Tensor,
+    down: Tensor,
 }
 
 fn linear_w(in_dim: usize, out_dim: usize, vb: VarBuilder) -> Result<Linear> {
@@ -44,8 +84,7 @@ impl RmsNorm {
     /// - `x`: `[..., dim]` -> `[..., dim]`
     pub fn forward(&self, x: &Tensor, training: bool) -> Result<Tensor> {
         if training {
-            let norm = (x.sqr()?.mean_keepdim(D::Minus1)? + self.eps)?.sqrt()?;
-            x.broadcast_div(&norm)?.broadcast_mul(&self.weight)
+            rediff_core::ops::rms_norm(x, &self.weight, self.eps).map_err(candle_core::Error::wrap)
         } else {
             candle_nn::ops::rms_norm(&x.contiguous()?, &self.weight, self.eps as f32)
         }
@@ -80,26 +119,23 @@ impl Attention {
 
     /// # Shapes
     /// - `x`: `[batch, seq, hidden]` -> `[batch, seq, hidden]`
-    pub fn forward(&self, x: &Tensor, training: bool) -> Result<Tensor> {
+    pub fn forward(&self, x: &Tensor, frozen: Option<&FrozenBlock>) -> Result<Tensor> {
         let (b, t, d) = x.dims3()?;
-        let heads = |p: &Linear| -> Result<Tensor> {
-            p.forward(x)?
+        let heads = |p: &Linear, f: Option<&Tensor>| -> Result<Tensor> {
+            dense(x, p, f)?
                 .reshape((b, t, self.num_heads, self.head_dim))?
                 .transpose(1, 2)?
                 .contiguous()
         };
-        let q = heads(&self.q_proj)?;
-        let k = heads(&self.k_proj)?;
-        let v = heads(&self.v_proj)?;
+        let q = heads(&self.q_proj, frozen.map(|f| &f.q))?;
+        let k = heads(&self.k_proj, frozen.map(|f| &f.k))?;
+        let v = heads(&self.v_proj, frozen.map(|f| &f.v))?;
         let scale = 1.0 / (self.head_dim as f64).sqrt();
-        let scores = (q.matmul(&k.t()?)? * scale)?;
-        let probs = if training {
-            candle_nn::ops::softmax(&scores, D::Minus1)?
-        } else {
-            candle_nn::ops::softmax_last_dim(&scores)?
-        };
+        // One fused pass scales and normalises the scores (with a backward pass).
+        let probs = rediff_core::ops::scaled_softmax_last_dim(&q.matmul(&k.t()?)?, scale)
+            .map_err(candle_core::Error::wrap)?;
         let out = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, t, d))?;
-        self.o_proj.forward(&out)
+        dense(&out, &self.o_proj, frozen.map(|f| &f.o))
     }
 }
 
@@ -122,8 +158,10 @@ impl Mlp {
 
     /// # Shapes
     /// - `x`: `[batch, seq, hidden]` -> `[batch, seq, hidden]`
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.down_proj.forward(&self.up_proj.forward(x)?.silu()?)
+    pub fn forward(&self, x: &Tensor, frozen: Option<&FrozenBlock>) -> Result<Tensor> {
+        let up = dense(x, &self.up_proj, frozen.map(|f| &f.up))?;
+        let h = rediff_core::ops::silu(&up).map_err(candle_core::Error::wrap)?;
+        dense(&h, &self.down_proj, frozen.map(|f| &f.down))
     }
 }
 
@@ -150,13 +188,31 @@ impl Block {
 
     /// # Shapes
     /// - `x`: `[batch, seq, hidden]` -> `[batch, seq, hidden]`
-    pub fn forward(&self, x: &Tensor, training: bool) -> Result<Tensor> {
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        training: bool,
+        frozen: Option<&FrozenBlock>,
+    ) -> Result<Tensor> {
         let h = (x + self
             .self_attn
-            .forward(&self.input_layernorm.forward(x, training)?, training)?)?;
-        &h + self
-            .mlp
-            .forward(&self.post_attention_layernorm.forward(&h, training)?)?
+            .forward(&self.input_layernorm.forward(x, training)?, frozen)?)?;
+        &h + self.mlp.forward(
+            &self.post_attention_layernorm.forward(&h, training)?,
+            frozen,
+        )?
+    }
+
+    /// The block's weights, transposed, for inference.
+    pub fn freeze(&self) -> Result<FrozenBlock> {
+        Ok(FrozenBlock {
+            q: transposed(&self.self_attn.q_proj)?,
+            k: transposed(&self.self_attn.k_proj)?,
+            v: transposed(&self.self_attn.v_proj)?,
+            o: transposed(&self.self_attn.o_proj)?,
+            up: transposed(&self.mlp.up_proj)?,
+            down: transposed(&self.mlp.down_proj)?,
+        })
     }
 }
 
@@ -181,6 +237,6 @@ impl PatchEmbed {
     /// # Shapes
     /// - `patches`: `[batch, num_patches, 3 * patch^2]` -> `[batch, num_patches, hidden]`
     pub fn forward(&self, patches: &Tensor) -> Result<Tensor> {
-        self.proj.forward(patches)
+        dense(patches, &self.proj, None)
     }
 }

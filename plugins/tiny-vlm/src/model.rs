@@ -4,6 +4,7 @@
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{Embedding, Init, Linear, VarBuilder, VarMap};
@@ -101,11 +102,15 @@ impl TinyVlm {
     /// - `prefix`: `[batch, prefix_len, hidden]` (from [`embed_prefix`](Self::embed_prefix))
     /// - `response`: `[batch, L]` (`u32`)
     /// - returns: `[batch, L, vocab]`
+    ///
+    /// `frozen` (inference only): the weights snapshot from
+    /// [`freeze`](Self::freeze), which makes small batches faster.
     pub fn forward(
         &self,
         prefix: &Tensor,
         response: &Tensor,
         training: bool,
+        frozen: Option<&FrozenWeights>,
     ) -> candle_core::Result<Tensor> {
         let l = response.dim(1)?;
         let offset = self.cfg.arch.max_prompt_len;
@@ -114,12 +119,25 @@ impl TinyVlm {
             .forward(response)?
             .broadcast_add(&self.pos_text.narrow(0, offset, l)?)?;
         let mut x = Tensor::cat(&[prefix, &resp], 1)?;
-        for layer in &self.layers {
-            x = layer.forward(&x, training)?;
+        for (i, layer) in self.layers.iter().enumerate() {
+            x = layer.forward(&x, training, frozen.map(|f| &f.blocks[i]))?;
         }
         let start = x.dim(1)? - l;
         let x = self.norm.forward(&x.narrow(1, start, l)?, training)?;
-        self.lm_head.forward(&x)
+        crate::layers::dense(&x, &self.lm_head, frozen.map(|f| &f.lm_head))
+    }
+
+    /// The weights of every linear layer, transposed into contiguous copies
+    /// for inference (see [`crate::layers::FrozenBlock`]).
+    pub fn freeze(&self) -> candle_core::Result<FrozenWeights> {
+        Ok(FrozenWeights {
+            blocks: self
+                .layers
+                .iter()
+                .map(Block::freeze)
+                .collect::<candle_core::Result<Vec<_>>>()?,
+            lm_head: crate::layers::transposed(&self.lm_head)?,
+        })
     }
 }
 
@@ -165,6 +183,16 @@ pub fn patchify(images: &[&RgbImage], cfg: &TinyVlmConfig, device: &Device) -> R
 /// Encoded prompts of the tiny model: the embedded prefix.
 struct TinyContext {
     prefix: Tensor,
+    /// Inference only: the weights as of encoding (a sampler call never
+    /// trains between its steps).
+    frozen: Option<Arc<FrozenWeights>>,
+}
+
+/// Transposed copies of every linear weight, for inference.
+#[derive(Debug, Clone)]
+pub struct FrozenWeights {
+    blocks: Vec<crate::layers::FrozenBlock>,
+    lm_head: Tensor,
 }
 
 /// The tiny model as a [`ModelBackend`].
@@ -174,9 +202,33 @@ pub struct TinyVlmBackend {
     tokenizer: TextTokenizer,
     device: Device,
     training: AtomicBool,
+    /// Transposed weights for inference, reused across batches. Cleared
+    /// whenever the weights may change: on every `set_training` call (the
+    /// optimiser only steps in training mode) and every `varmap()` access
+    /// (loading and copying weights go through it).
+    frozen: Mutex<Option<Arc<FrozenWeights>>>,
 }
 
 impl TinyVlmBackend {
+    fn invalidate_frozen(&self) {
+        if let Ok(mut f) = self.frozen.lock() {
+            *f = None;
+        }
+    }
+
+    fn frozen_weights(&self) -> Result<Arc<FrozenWeights>> {
+        let mut f = self
+            .frozen
+            .lock()
+            .map_err(|_| Error::invalid("lock poisoned"))?;
+        if let Some(w) = f.as_ref() {
+            return Ok(w.clone());
+        }
+        let w = Arc::new(self.model.freeze()?);
+        *f = Some(w.clone());
+        Ok(w)
+    }
+
     /// A freshly initialised model; weights drawn from `seed`.
     pub fn new(
         cfg: TinyVlmConfig,
@@ -194,6 +246,7 @@ impl TinyVlmBackend {
             tokenizer,
             device: device.clone(),
             training: AtomicBool::new(false),
+            frozen: Mutex::new(None),
         })
     }
 
@@ -294,7 +347,15 @@ impl ModelBackend for TinyVlmBackend {
         let ids: Vec<u32> = prompts.iter().flat_map(|p| p.ids.iter().copied()).collect();
         let ids = Tensor::from_vec(ids, (prompts.len(), lp), &self.device)?;
         let prefix = self.model.embed_prefix(&patches, &ids)?;
-        Ok(PromptContext::new(prompts.len(), TinyContext { prefix }))
+        let frozen = if self.training.load(Ordering::Relaxed) {
+            None
+        } else {
+            Some(self.frozen_weights()?)
+        };
+        Ok(PromptContext::new(
+            prompts.len(),
+            TinyContext { prefix, frozen },
+        ))
     }
 
     fn forward(&self, context: &PromptContext, response: &Tensor) -> Result<Tensor> {
@@ -309,14 +370,23 @@ impl ModelBackend for TinyVlmBackend {
             )));
         }
         let training = self.training.load(Ordering::Relaxed);
-        Ok(self.model.forward(&ctx.prefix, response, training)?)
+        let frozen = if training {
+            None
+        } else {
+            ctx.frozen.as_deref()
+        };
+        Ok(self
+            .model
+            .forward(&ctx.prefix, response, training, frozen)?)
     }
 
     fn set_training(&self, training: bool) {
         self.training.store(training, Ordering::Relaxed);
+        self.invalidate_frozen();
     }
 
     fn varmap(&self) -> Option<&VarMap> {
+        self.invalidate_frozen();
         Some(&self.varmap)
     }
 

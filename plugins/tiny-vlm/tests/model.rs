@@ -141,20 +141,34 @@ fn each_layer_survives_a_save_load_round_trip() {
     let d = cfg.arch.hidden_size;
     layer_round_trip(
         |vb| Attention::new(&cfg, vb).unwrap(),
-        |l| l.forward(&x((2, 3, d)), false).unwrap(),
+        |l| l.forward(&x((2, 3, d)), None).unwrap(),
     );
     layer_round_trip(
         |vb| Mlp::new(&cfg, vb).unwrap(),
-        |l| l.forward(&x((2, 3, d))).unwrap(),
+        |l| l.forward(&x((2, 3, d)), None).unwrap(),
     );
     layer_round_trip(
         |vb| Block::new(&cfg, vb).unwrap(),
-        |l| l.forward(&x((2, 3, d)), false).unwrap(),
+        |l| l.forward(&x((2, 3, d)), false, None).unwrap(),
     );
     layer_round_trip(
         |vb| PatchEmbed::new(&cfg, vb).unwrap(),
         |l| l.forward(&x((2, 9, cfg.patch_dim()))).unwrap(),
     );
+}
+
+#[test]
+fn frozen_weights_give_the_same_block_output() {
+    let cfg = small_config();
+    let d = cfg.arch.hidden_size;
+    let vm = VarMap::new();
+    let block = Block::new(&cfg, seeded_var_builder(&vm, 3, DType::F32, &Device::Cpu)).unwrap();
+    let input = x((2, 5, d));
+    let plain = block.forward(&input, false, None).unwrap();
+    let frozen = block.freeze().unwrap();
+    let fast = block.forward(&input, false, Some(&frozen)).unwrap();
+    let diff = rediff_core::ops::max_abs_diff(&plain, &fast).unwrap();
+    assert!(diff < 1e-5, "frozen path differs by {diff}");
 }
 
 #[test]
@@ -238,4 +252,36 @@ fn checkpoint_round_trip_and_corruption_errors() {
         .unwrap()
         .to_string();
     assert!(err.contains("config.json"), "{err}");
+}
+
+#[test]
+fn inference_snapshots_follow_weight_updates() {
+    let model = TinyVlmBackend::new(small_config(), tokenizer(), 5, &Device::Cpu).unwrap();
+    let run = |m: &TinyVlmBackend| {
+        let ctx = m.encode_prompts(&prompts(m, 2)).unwrap();
+        m.forward(&ctx, &response(m, 2))
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()
+    };
+    let before = run(&model);
+    assert_eq!(run(&model), before, "the cached snapshot is reused");
+    // Change a weight the way loading or an optimiser would: through the VarMap.
+    {
+        let vm = model.varmap().unwrap();
+        let data = vm.data().lock().unwrap();
+        let w = &data["lm_head.weight"];
+        w.set(&(w.as_tensor() * 2.0).unwrap()).unwrap();
+    }
+    let after = run(&model);
+    assert_ne!(after, before, "the snapshot was rebuilt");
+    // The training path (no snapshot) agrees with the rebuilt snapshot.
+    model.set_training(true);
+    let plain = run(&model);
+    model.set_training(false);
+    for (a, b) in after.iter().zip(&plain) {
+        assert!((a - b).abs() < 1e-4, "{a} vs {b}");
+    }
 }
