@@ -10,25 +10,12 @@
 //!   reference's quirk);
 //! - plain masked diffusion (LLaDA): `1 / (L * p)` on masked positions.
 
-use candle_core::{DType, Tensor, D};
+use candle_core::{DType, Tensor};
 
 use crate::error::Result;
 
-/// Per-position cross-entropy of `labels` under `logits`.
-///
-/// # Shapes
-/// - `logits`: `[batch, L, vocab]`
-/// - `labels`: `[batch, L]` (`u32`)
-/// - returns: `[batch, L]`
-pub fn token_cross_entropy(logits: &Tensor, labels: &Tensor) -> Result<Tensor> {
-    // `log_softmax` is built from differentiable primitives (unlike the fused
-    // softmax kernels, which have no backward pass in candle).
-    let logp = candle_nn::ops::log_softmax(logits, D::Minus1)?;
-    let picked = logp.gather(&labels.unsqueeze(D::Minus1)?, D::Minus1)?;
-    Ok(picked.squeeze(D::Minus1)?.neg()?)
-}
-
-/// The weighted batch loss: `mean_b sum_i w_{b,i} * CE_{b,i}`.
+/// The weighted batch loss: `mean_b sum_i w_{b,i} * CE_{b,i}` (fused on the
+/// CPU, see [`crate::ops::weighted_cross_entropy`]).
 ///
 /// # Shapes
 /// - `logits`: `[batch, L, vocab]`
