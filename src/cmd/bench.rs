@@ -355,25 +355,25 @@ fn work(spec: &WorkerSpec) -> anyhow::Result<WorkerResult> {
     Ok(result)
 }
 
-/// Runs one worker process of ours with `threads` compute threads.
+/// Runs our measurements: batched ops and captions in separate worker
+/// processes (training steps change the weights the captions would use).
 fn run_ours(spec: &WorkerSpec, dir: &Path) -> anyhow::Result<WorkerResult> {
     let path = dir.join(format!("spec-{:?}-{}.json", spec.size, spec.threads));
-    std::fs::write(&path, serde_json::to_string(spec)?)?;
     let exe = std::env::current_exe()?;
     let mut results = WorkerResult {
         median_s: BTreeMap::new(),
         sampler_share: BTreeMap::new(),
     };
-    // Batched work splits the batch over `threads` data-parallel shards, one
-    // compute thread each (what `rediff run` does). A single caption has no
-    // batch to split and its matrices are too small for a second thread to
-    // pay off (measured: 22 ms with two threads, 20 ms with one), so it runs
-    // on one compute thread, as `rediff generate --image` does.
-    for (ops, per_op_threads) in [(vec!["train_step", "forward"], 1), (OPS[2..].to_vec(), 1)] {
+    // Every process has one compute thread per op. Batched work splits the
+    // batch over `threads` data-parallel shards (what `rediff run` does). A
+    // single caption has no batch to split and its matrices are too small
+    // for a second thread to pay off (measured: 22 ms with two threads, 20
+    // ms with one), so it runs on one, as `rediff generate --image` does.
+    for ops in [&OPS[..2], &OPS[2..]] {
         let mut sub = spec.clone();
         sub.ops = ops
-            .into_iter()
-            .map(String::from)
+            .iter()
+            .map(|o| o.to_string())
             .filter(|o| spec.ops.contains(o))
             .collect();
         if sub.ops.is_empty() {
@@ -384,7 +384,7 @@ fn run_ours(spec: &WorkerSpec, dir: &Path) -> anyhow::Result<WorkerResult> {
             .arg("bench")
             .arg("--worker")
             .arg(&path)
-            .env("RAYON_NUM_THREADS", per_op_threads.to_string())
+            .env("RAYON_NUM_THREADS", "1")
             .output()?;
         if !out.status.success() {
             bail!(
