@@ -137,6 +137,16 @@ fn load_checkpoint(
     }
 }
 
+impl BuildContext {
+    /// `path` resolved against [`base_dir`](Self::base_dir) when relative.
+    pub fn resolve(&self, path: &Path) -> std::path::PathBuf {
+        match &self.base_dir {
+            Some(base) if path.is_relative() => base.join(path),
+            _ => path.to_path_buf(),
+        }
+    }
+}
+
 impl Default for BuildContext {
     fn default() -> Self {
         Self {

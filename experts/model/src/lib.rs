@@ -228,9 +228,7 @@ impl Plugin for ModelExpertPlugin {
             "a local diffusion checkpoint revises the draft (refining passes, changed spans as pairs)",
             |spec, ctx| {
                 let mut options: ModelExpertOptions = spec.options()?;
-                if let (Some(base), true) = (&ctx.base_dir, options.checkpoint.is_relative()) {
-                    options.checkpoint = base.join(&options.checkpoint);
-                }
+                options.checkpoint = ctx.resolve(&options.checkpoint);
                 let loader = ctx
                     .checkpoints
                     .as_ref()

@@ -74,9 +74,7 @@ impl Plugin for LladaVPlugin {
             "a LLaDA-V / ReDiff checkpoint directory (SigLIP + mlp2x_gelu + bidirectional LLaMA), frozen",
             |spec, ctx| {
                 let mut opts: LladaVModelOptions = spec.options()?;
-                if let (Some(base), true) = (&ctx.base_dir, opts.path.is_relative()) {
-                    opts.path = base.join(&opts.path);
-                }
+                opts.path = ctx.resolve(&opts.path);
                 let options = LladaVOptions {
                     device: opts.device.resolve()?,
                     dtype: opts.dtype.into(),

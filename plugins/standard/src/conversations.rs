@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 
 use rediff_core::data::{DataContext, DataSource, Sample, Split};
 use rediff_core::formats::read_reference_samples;
+use rediff_core::registry::BuildContext;
 use rediff_core::tokens::TextTokenizer;
 use rediff_core::{Error, Result};
 use serde::Deserialize;
@@ -62,14 +63,10 @@ pub struct Conversations {
 }
 
 impl ConversationsOptions {
-    /// The options with relative paths resolved against `base` (the
+    /// The options with relative paths resolved by `ctx` (against the
     /// pipeline file's directory).
-    pub fn relative_to(mut self, base: &Path) -> Self {
-        let join = |p: &mut PathBuf| {
-            if p.is_relative() {
-                *p = base.join(&*p);
-            }
-        };
+    pub fn resolved(mut self, ctx: &BuildContext) -> Self {
+        let join = |p: &mut PathBuf| *p = ctx.resolve(p);
         self.train.iter_mut().for_each(join);
         self.eval.iter_mut().for_each(join);
         join(&mut self.image_root);

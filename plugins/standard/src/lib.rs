@@ -48,10 +48,7 @@ impl Plugin for StandardPlugin {
             "LLaVA conversations and ViCrit samples from JSON / JSON Lines files (reference formats)",
             |spec, ctx| {
                 Ok(Box::new(
-                    Conversations::new(match &ctx.base_dir {
-                        Some(base) => spec.options::<ConversationsOptions>()?.relative_to(base),
-                        None => spec.options()?,
-                    })
+                    Conversations::new(spec.options::<ConversationsOptions>()?.resolved(ctx))
                     .map_err(|m| spec.error(m))?,
                 ))
             },
