@@ -64,7 +64,8 @@ impl LladaVBackend {
         let cfg = read_config(dir)?;
         let tokenizer = TextTokenizer::from_file(&dir.join("tokenizer.json"))?;
         let (special, bos) = special_tokens(&tokenizer, &cfg, dir)?;
-        let net = LladaV::load(dir, options.dtype, &options.device)?;
+        // Tokenizer problems surface before the (slow) weights load.
+        let net = LladaV::load_with_config(dir, cfg, options.dtype, &options.device)?;
         if let Some(&max) = special.all.iter().max() {
             if max as usize >= net.lm().vocab() {
                 return Err(Error::checkpoint(

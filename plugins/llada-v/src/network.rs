@@ -39,12 +39,21 @@ impl LladaV {
     /// (the tower's post-layernorm excepted: the reference saves it but
     /// never applies it); errors name the file and the tensor.
     pub fn load(dir: &Path, dtype: DType, device: &Device) -> Result<Self> {
+        Self::load_with_config(dir, read_config(dir)?, dtype, device)
+    }
+
+    /// [`load`](Self::load) with `config.json` already read (by [`read_config`]).
+    pub fn load_with_config(
+        dir: &Path,
+        cfg: LladaVConfig,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Self> {
         if !matches!(dtype, DType::F32 | DType::BF16 | DType::F16) {
             return Err(Error::invalid(format!(
                 "llada-v runs in f32, bf16 or f16, not {dtype:?}"
             )));
         }
-        let cfg = read_config(dir)?;
         let config_path = dir.join("config.json");
         let weights = ShardedWeights::open(dir)?;
         let located = |e: candle_core::Error| Error::checkpoint(dir, e.to_string());
