@@ -5,15 +5,15 @@
 //! in the chosen dtype and the mapping is gone.
 //!
 //! ```text
-//! cargo run --release -p rediff-llada-v --example load_memory -- [tiny|medium] [f32|bf16] [DIR]
+//! cargo run --release -p rediff-llada-v --example load_memory -- [tiny|medium] [f32|bf16|f16]
 //! ```
 //! `medium` is ~360M parameters (hidden 1024, 8 layers, full vocabulary).
 
-use std::path::PathBuf;
 use std::time::Instant;
 
 use candle_core::{DType, Device};
-use rediff_llada_v::testing::{write_random_checkpoint, TinySpec};
+use rediff_core::device::WeightDtype;
+use rediff_llada_v::testing::{cached_checkpoint, TinySpec};
 use rediff_llada_v::weights::ShardedWeights;
 use rediff_llada_v::LladaV;
 
@@ -34,39 +34,20 @@ fn memory() -> (f64, f64, f64) {
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let size = args.first().map_or("tiny", String::as_str);
-    let dtype = match args.get(1).map_or("f32", String::as_str) {
-        "bf16" => DType::BF16,
-        _ => DType::F32,
-    };
-    let dir = args
-        .get(2)
-        .map(PathBuf::from)
-        .unwrap_or_else(|| std::env::temp_dir().join(format!("rediff-llada-v-{size}")));
-    let spec = match size {
-        "medium" => TinySpec {
-            hidden: 1024,
-            heads: 8,
-            kv_heads: 8,
-            intermediate: 2816,
-            layers: 8,
-            vision_hidden: 256,
-            vision_heads: 4,
-            vision_intermediate: 1024,
-            vision_layers: 4,
-            ..TinySpec::default()
-        },
-        _ => TinySpec::default(),
-    };
-    if !dir.join("config.json").exists() {
-        write_random_checkpoint(&dir, &spec, 0)?;
-    }
+    let dtype: DType = args
+        .get(1)
+        .map_or(Ok(WeightDtype::F32), |d| d.parse())
+        .map_err(anyhow::Error::msg)?
+        .into();
+    let spec = TinySpec::named(size)?;
+    let dir = cached_checkpoint(size, &spec)?;
     let stored = ShardedWeights::open(&dir)?.data_bytes() as f64 / 1048576.0;
     let before = memory();
     let t = Instant::now();
     let net = LladaV::load(&dir, dtype, &Device::Cpu)?;
     let seconds = t.elapsed().as_secs_f64();
     let after = memory();
-    let elem = if dtype == DType::F32 { 4.0 } else { 2.0 };
+    let elem = dtype.size_in_bytes() as f64;
     let stored_elem = spec.dtype.size_in_bytes() as f64;
     println!(
         "checkpoint: {} ({size}, stored {:?}, {stored:.1} MiB of tensor data)",

@@ -4,16 +4,17 @@
 //! published 8B model at the same throughput.
 //!
 //! ```text
-//! cargo run --release -p rediff-llada-v --example step_time -- [tiny|medium] [f32|bf16]
+//! cargo run --release -p rediff-llada-v --example step_time -- [tiny|medium] [f32|bf16|f16]
 //! ```
-//! Run `load_memory` first with the same size to write the checkpoint.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
 use image::{Rgb, RgbImage};
+use rediff_core::device::WeightDtype;
 use rediff_core::model::{ModelBackend, Prompt};
+use rediff_llada_v::testing::{cached_checkpoint, TinySpec};
 use rediff_llada_v::{LladaVBackend, LladaVOptions};
 
 /// Multiply-adds x 2 of one LM forward over `t` tokens: every linear layer
@@ -34,11 +35,12 @@ fn lm_flops(
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let size = args.first().map_or("tiny", String::as_str);
-    let dtype = match args.get(1).map_or("f32", String::as_str) {
-        "bf16" => DType::BF16,
-        _ => DType::F32,
-    };
-    let dir = std::env::temp_dir().join(format!("rediff-llada-v-{size}"));
+    let dtype: DType = args
+        .get(1)
+        .map_or(Ok(WeightDtype::F32), |d| d.parse())
+        .map_err(anyhow::Error::msg)?
+        .into();
+    let dir = cached_checkpoint(size, &TinySpec::named(size)?)?;
     let model = LladaVBackend::load(
         &dir,
         LladaVOptions {

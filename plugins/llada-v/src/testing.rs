@@ -85,6 +85,46 @@ impl Default for TinySpec {
     }
 }
 
+impl TinySpec {
+    /// About 360M parameters (width 1024, 8 blocks, the full vocabulary):
+    /// large enough for memory and speed measurements to mean something.
+    pub fn medium() -> Self {
+        Self {
+            hidden: 1024,
+            heads: 8,
+            kv_heads: 8,
+            intermediate: 2816,
+            layers: 8,
+            vision_hidden: 256,
+            vision_heads: 4,
+            vision_intermediate: 1024,
+            vision_layers: 4,
+            ..Self::default()
+        }
+    }
+
+    /// `tiny` ([`Default`]) or `medium`.
+    pub fn named(name: &str) -> Result<Self> {
+        match name {
+            "tiny" => Ok(Self::default()),
+            "medium" => Ok(Self::medium()),
+            other => Err(Error::invalid(format!(
+                "unknown checkpoint size `{other}`; expected tiny or medium"
+            ))),
+        }
+    }
+}
+
+/// The random checkpoint of `spec` named `name` in the temporary directory,
+/// written (seed 0) the first time it is asked for; for the examples.
+pub fn cached_checkpoint(name: &str, spec: &TinySpec) -> Result<std::path::PathBuf> {
+    let dir = std::env::temp_dir().join(format!("rediff-llada-v-{name}"));
+    if !dir.join("config.json").exists() {
+        write_random_checkpoint(&dir, spec, 0)?;
+    }
+    Ok(dir)
+}
+
 /// The tiny word-level tokenizer with the special tokens at their published ids.
 pub fn tiny_tokenizer() -> Result<TextTokenizer> {
     use tokenizers::models::wordlevel::WordLevel;
