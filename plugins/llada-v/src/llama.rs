@@ -9,7 +9,7 @@ use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::{linear_no_bias, rms_norm, Embedding, Linear, RmsNorm, VarBuilder};
 
 use crate::config::LladaVConfig;
-use crate::siglip::last_dim_softmax;
+use crate::siglip::softmax_f32;
 
 /// Queries attended at once: bounds the score matrix to
 /// `heads x ATTENTION_CHUNK x seq` for long image prompts.
@@ -133,7 +133,7 @@ impl LladaAttention {
             if let Some(mask) = &inputs.key_mask {
                 scores = scores.broadcast_add(mask)?;
             }
-            let probs = last_dim_softmax(&scores)?.to_dtype(v.dtype())?;
+            let probs = softmax_f32(&scores)?.to_dtype(v.dtype())?;
             outs.push(probs.matmul(&v)?);
             start += n;
         }

@@ -292,8 +292,3 @@ impl SiglipVisionTower {
 pub fn is_unused_tower_tensor(name: &str) -> bool {
     name.starts_with(&format!("{TOWER_PREFIX}.post_layernorm."))
 }
-
-/// Softmax helper shared with the LM.
-pub(crate) fn last_dim_softmax(x: &Tensor) -> Result<Tensor> {
-    softmax_f32(x)
-}

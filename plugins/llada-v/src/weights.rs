@@ -114,7 +114,6 @@ pub struct ShardedWeights {
     /// Tensor name -> shard number.
     routing: HashMap<String, usize>,
     used: Mutex<BTreeSet<String>>,
-    dir: PathBuf,
 }
 
 impl ShardedWeights {
@@ -194,7 +193,6 @@ impl ShardedWeights {
             shards,
             routing,
             used: Mutex::new(BTreeSet::new()),
-            dir: dir.to_path_buf(),
         }))
     }
 
@@ -239,11 +237,6 @@ impl ShardedWeights {
                 ),
             )),
         }
-    }
-
-    /// The directory the weights came from.
-    pub fn dir(&self) -> &Path {
-        &self.dir
     }
 
     fn load(&self, name: &str, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
