@@ -1,6 +1,7 @@
 //! Fused CPU kernels with a backward pass for the ops that dominate a small
-//! model's training step: RMSNorm, softmax over the last axis, and the
-//! weighted token cross-entropy. candle's own fused `rms_norm` and
+//! model's training step: RMSNorm, (scaled) softmax over the last axis,
+//! SiLU and the weighted token cross-entropy, plus a vectorised `exp` and a
+//! linear layer as one 2-D matmul. candle's own fused `rms_norm` and
 //! `softmax_last_dim` have no backward pass, so training used to build each
 //! from five or six elementwise ops (each allocating a tensor and recording
 //! a node); these do one pass forward and one pass backward.
@@ -105,17 +106,25 @@ fn fused(t: &Tensor) -> bool {
 /// # Shapes
 /// - `x`: `[..., in]` -> `[..., out]`
 pub fn linear(x: &Tensor, layer: &candle_nn::Linear) -> Result<Tensor> {
+    linear_transposed(x, &layer.weight().t()?, layer.bias())
+}
+
+/// `x · wt + b` with the weight given as `wt = Wᵀ`, `[in, out]` (a view or a
+/// contiguous copy; a contiguous one spares gemm repacking it every call).
+///
+/// # Shapes
+/// - `x`: `[..., in]`, `wt`: `[in, out]` -> `[..., out]`
+pub fn linear_transposed(x: &Tensor, wt: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
     let dims = x.dims();
     let inner = dims[dims.len() - 1];
     let rows = x.elem_count() / inner.max(1);
-    let w = layer.weight();
-    let y = x.reshape((rows, inner))?.matmul(&w.t()?)?;
-    let y = match layer.bias() {
+    let y = x.reshape((rows, inner))?.matmul(wt)?;
+    let y = match bias {
         Some(b) => y.broadcast_add(b)?,
         None => y,
     };
     let mut out = dims.to_vec();
-    *out.last_mut().expect("at least one axis") = w.dim(0)?;
+    *out.last_mut().expect("at least one axis") = wt.dim(1)?;
     Ok(y.reshape(out)?)
 }
 

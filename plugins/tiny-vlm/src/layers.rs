@@ -1,9 +1,10 @@
 //! The layers of the tiny VLM, one struct each, candle style: `new(cfg, vb)`
 //! and `forward`, weight names mirroring the checkpoint keys.
 //!
-//! In training mode every layer uses only ops that have a backward pass in
-//! candle (the fused `rms_norm` and `softmax_last_dim` kernels do not); in
-//! inference mode the fused kernels are used. Both compute the same values.
+//! Training uses `rediff_core::ops` kernels, which have backward passes
+//! (candle's fused `rms_norm` has none); inference uses candle's `rms_norm`
+//! and multiplies against transposed weight snapshots ([`FrozenBlock`]).
+//! Both compute the same values.
 
 use candle_core::{Result, Tensor};
 use candle_nn::{linear, linear_no_bias, Init, Linear, VarBuilder};
@@ -23,20 +24,10 @@ fn weight_init(fan_in: usize) -> Init {
 /// with `frozen`, against that snapshot of the weight (inference only).
 pub(crate) fn dense(x: &Tensor, layer: &Linear, frozen: Option<&Tensor>) -> Result<Tensor> {
     match frozen {
-        Some(wt) => {
-            let dims = x.dims();
-            let inner = dims[dims.len() - 1];
-            let y = x.reshape((x.elem_count() / inner, inner))?.matmul(wt)?;
-            let y = match layer.bias() {
-                Some(b) => y.broadcast_add(b)?,
-                None => y,
-            };
-            let mut out = dims.to_vec();
-            *out.last_mut().expect("at least one axis") = wt.dim(1)?;
-            y.reshape(out)
-        }
-        None => rediff_core::ops::linear(x, layer).map_err(candle_core::Error::wrap),
+        Some(wt) => rediff_core::ops::linear_transposed(x, wt, layer.bias()),
+        None => rediff_core::ops::linear(x, layer),
     }
+    .map_err(candle_core::Error::wrap)
 }
 
 /// A weight transposed into a contiguous `[in, out]` copy: small-batch
