@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{rediff, texts, write, TINY};
+use common::{texts, write, TINY};
 use rediff_core::stage2::{ReviewOutcome, ReviewRecord};
 use serde_json::json;
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
@@ -85,13 +85,7 @@ fn pipeline(dir: &Path, server: &MockServer, drafts: usize, extra: &str) -> std:
 }
 
 fn run(pipeline: &Path, out: &Path, extra: &[&str]) -> (bool, String) {
-    let output = rediff()
-        .arg("run")
-        .arg(pipeline)
-        .arg("--out")
-        .arg(out)
-        .arg("--quiet")
-        .args(extra)
+    let output = common::run_command(pipeline, out, extra)
         .env(KEY_VAR, KEY)
         .env("RUST_LOG", "debug")
         .output()

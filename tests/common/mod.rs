@@ -122,17 +122,21 @@ pub fn texts(out: &Output) -> (String, String) {
     )
 }
 
-/// Runs `rediff run` on `pipeline` into `out`, panicking with its output on failure.
-pub fn run_pipeline(pipeline: &Path, out: &Path, extra: &[&str]) -> Output {
-    let output = rediff()
-        .arg("run")
+/// `rediff run PIPELINE --out OUT --quiet EXTRA...`, ready to run.
+pub fn run_command(pipeline: &Path, out: &Path, extra: &[&str]) -> Command {
+    let mut cmd = rediff();
+    cmd.arg("run")
         .arg(pipeline)
         .arg("--out")
         .arg(out)
         .arg("--quiet")
-        .args(extra)
-        .output()
-        .unwrap();
+        .args(extra);
+    cmd
+}
+
+/// Runs `rediff run` on `pipeline` into `out`, panicking with its output on failure.
+pub fn run_pipeline(pipeline: &Path, out: &Path, extra: &[&str]) -> Output {
+    let output = run_command(pipeline, out, extra).output().unwrap();
     let (o, e) = texts(&output);
     assert!(output.status.success(), "rediff run failed:\n{o}\n{e}");
     output
