@@ -22,7 +22,7 @@ use rediff_core::parallel::map_scoped;
 use rediff_core::registry::BuildContext;
 use rediff_core::sampler::{Sampler, SamplerSettings};
 use rediff_core::train::{loss_and_grads, TrainBatch};
-use rediff_core::ComponentSpec;
+use rediff_core::{ComponentSpec, Registry};
 use serde::{Deserialize, Serialize};
 
 /// Model sizes the benchmark knows.
@@ -141,8 +141,11 @@ fn size_options(size: BenchSize) -> &'static str {
 }
 
 /// The model of `size` over the shapes vocabulary (the quickstart's).
-fn build_model(size: BenchSize, seed: u64) -> anyhow::Result<Box<dyn ModelBackend>> {
-    let registry = crate::registry::builtin()?;
+fn build_model(
+    registry: &Registry,
+    size: BenchSize,
+    seed: u64,
+) -> anyhow::Result<Box<dyn ModelBackend>> {
     let data = registry.build_data(
         &ComponentSpec::from_toml_str("data", "kind = \"shapes\"\n")?,
         &BuildContext::default(),
@@ -236,7 +239,8 @@ fn random_prompts(n: usize, cfg: &SizeConfig, ids: &[u32], rng: &mut ChaCha8Rng)
 
 /// Worker mode: measure `spec.ops` in this process.
 fn work(spec: &WorkerSpec) -> anyhow::Result<WorkerResult> {
-    let model = build_model(spec.size, 0)?;
+    let registry = crate::registry::builtin()?;
+    let model = build_model(&registry, spec.size, 0)?;
     let cfg = &spec.config;
     let ids = model.prompt_ids(QUESTION)?;
     let mut rng = ChaCha8Rng::seed_from_u64(1);
@@ -301,7 +305,6 @@ fn work(spec: &WorkerSpec) -> anyhow::Result<WorkerResult> {
                 let mut parts = caption.split('_').skip(1);
                 let kind = parts.next().unwrap_or_default();
                 let tps: usize = parts.next().unwrap_or_default().parse()?;
-                let registry = crate::registry::builtin()?;
                 let policy_text = if kind == "refine" {
                     "kind = \"refine\"\n"
                 } else {
@@ -440,10 +443,11 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         bail!("--runs and --threads must be at least 1");
     }
     let tmp = tempfile::tempdir()?;
+    let registry = crate::registry::builtin()?;
     let mut rows = Vec::new();
     let mut reference_note: Option<String> = None;
     for &size in &args.sizes {
-        let model = build_model(size, 0)?;
+        let model = build_model(&registry, size, 0)?;
         let config = size_config(size, model.as_ref())?;
         drop(model);
         for &threads in &args.threads {
