@@ -45,11 +45,7 @@ fn misspelt_keys_name_file_line_and_column() {
     let line = line_of(&text, "rat = 0.05");
     assert_clean_failure(
         &check(&text),
-        &[
-            &format!("p.toml:{line}:"),
-            "unknown field `rat`",
-            "expected `rate`",
-        ],
+        &[&format!("p.toml:{line}:"), "unknown field `rat`", "`rate`"],
     );
     let text = TINY.replace("hidden_size = 32", "hiden_size = 32");
     let line = line_of(&text, "hiden_size");

@@ -8,7 +8,7 @@ use candle_core::Device;
 use rediff_core::checkpoint::StageDirs;
 use rediff_core::config::TrainSettings;
 use rediff_core::data::{DataContext, DataSource, Split};
-use rediff_core::image_io::load_rgb;
+use rediff_core::image_io::load_image;
 use rediff_core::model::ModelBackend;
 use rediff_core::pipeline::tokenize_sample;
 use rediff_core::synth::ErrorSynthesizer;
@@ -81,7 +81,7 @@ fn data_parallel_shards_match_a_single_pass() {
             .unwrap()
             .iter()
             .map(|s| TrainExample {
-                image: Arc::new(load_rgb(&s.image).unwrap()),
+                image: Arc::new(load_image(&s.image).unwrap()),
                 prompt: model.prompt_ids(&s.question).unwrap(),
                 tokens: tokenize_sample(&model, s, 24).unwrap(),
             })

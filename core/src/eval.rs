@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use image::RgbImage;
+use crate::image_io::SourceImage;
 use serde::{Deserialize, Serialize};
 
 use crate::data::{CaptionMetrics, CaptionScore, CaptionScorer, Sample};
@@ -20,7 +20,7 @@ pub struct EvalItem {
     /// The sample (its `truth` is scored against).
     pub sample: Sample,
     /// Decoded image.
-    pub image: Arc<RgbImage>,
+    pub image: Arc<SourceImage>,
     /// Prompt ids.
     pub prompt: Vec<u32>,
 }
@@ -106,7 +106,7 @@ pub fn encode_batches(
             let prompts: Vec<Prompt> = chunk
                 .iter()
                 .map(|it| Prompt {
-                    image: it.image.clone(),
+                    image: Some(it.image.clone()),
                     ids: it.prompt.clone(),
                 })
                 .collect();
@@ -148,7 +148,6 @@ impl EvalRun<'_> {
             policy: sampler.policy.as_ref(),
             settings,
         };
-        let eot = self.model.special_tokens().eot;
         let tokenizer = self.model.tokenizer();
         let mut scores = Vec::with_capacity(self.items.len());
         let mut examples = Vec::new();
@@ -167,7 +166,7 @@ impl EvalRun<'_> {
             total.sampler_time += gen.sampler_time;
             total.forward_passes += gen.forward_passes;
             revisions += gen.revisions.iter().sum::<usize>();
-            for (i, out) in gen.outputs(eot).iter().enumerate() {
+            for (i, out) in gen.outputs().iter().enumerate() {
                 let item = self
                     .items
                     .get(offset + i)

@@ -129,6 +129,61 @@ impl Conversation {
     }
 }
 
+/// Which turns of a multi-turn conversation become samples.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Turns {
+    /// The first human turn and the gpt turn after it (rediff's default).
+    #[default]
+    First,
+    /// Every human turn with the gpt turn after it, each a sample of its
+    /// own (id `ID`, `ID#2`, ...); a revise pair goes with the first turn
+    /// whose answer contains its `org`. (The reference trains every answer
+    /// of a conversation jointly in one sequence, which rediff's
+    /// one-response samples cannot represent; this is the closest form.)
+    Each,
+}
+
+impl Conversation {
+    /// The samples of `turns` (see [`Turns`]); [`Conversation::to_sample`]
+    /// for `Turns::First`.
+    pub fn to_samples(&self, image_root: &Path, turns: Turns) -> Result<Vec<Sample>> {
+        let first = self.to_sample(image_root)?;
+        if turns == Turns::First {
+            return Ok(vec![first]);
+        }
+        let mut out = Vec::new();
+        let mut pending: Vec<RevisePair> = self.revise.clone();
+        let mut i = 0;
+        while let Some(h) = self.conversations[i..].iter().position(Turn::is_human) {
+            let h = i + h;
+            let Some(g) = self.conversations[h + 1..].iter().position(Turn::is_gpt) else {
+                break;
+            };
+            let g = h + 1 + g;
+            let answer = self.conversations[g].value.clone();
+            let (mine, rest): (Vec<RevisePair>, Vec<RevisePair>) = pending
+                .into_iter()
+                .partition(|p| !p.org.is_empty() && answer.contains(&p.org));
+            pending = rest;
+            out.push(Sample {
+                id: if out.is_empty() {
+                    self.id.clone()
+                } else {
+                    format!("{}#{}", self.id, out.len() + 1)
+                },
+                image: first.image.clone(),
+                question: strip_image_placeholder(&self.conversations[h].value),
+                answer,
+                revise: mine,
+                truth: None,
+            });
+            i = g + 1;
+        }
+        Ok(out)
+    }
+}
+
 /// A ViCrit sample: a caption with one changed span.
 ///
 /// The changed caption is the response and `solution_target ->
@@ -217,6 +272,20 @@ impl ReferenceRecord {
         match self {
             ReferenceRecord::Conversation(c) => c.to_sample(image_root),
             ReferenceRecord::Vicrit(v) => v.to_sample(fallback_id, image_root),
+        }
+    }
+
+    /// The samples of the record (several for a multi-turn conversation
+    /// with `Turns::Each`).
+    pub fn to_samples(
+        &self,
+        fallback_id: String,
+        image_root: &Path,
+        turns: Turns,
+    ) -> Result<Vec<Sample>> {
+        match self {
+            ReferenceRecord::Conversation(c) => c.to_samples(image_root, turns),
+            ReferenceRecord::Vicrit(v) => Ok(vec![v.to_sample(fallback_id, image_root)?]),
         }
     }
 }
@@ -425,21 +494,37 @@ pub fn read_reference(path: &Path) -> Result<Vec<(RecordAt, ReferenceRecord)>> {
 /// `image_root`. ViCrit records are named `<file stem>-<N>` after their place
 /// `N`. Errors name the file and the record.
 pub fn read_reference_samples(path: &Path, image_root: &Path) -> Result<Vec<Sample>> {
+    read_reference_samples_with(path, image_root, Turns::First, |_| Ok(true))
+}
+
+/// [`read_reference_samples`] with the conversation turns to take and a
+/// record filter (`keep` sees each record before it becomes samples).
+pub fn read_reference_samples_with(
+    path: &Path,
+    image_root: &Path,
+    turns: Turns,
+    keep: impl Fn(&ReferenceRecord) -> Result<bool>,
+) -> Result<Vec<Sample>> {
     let stem = path
         .file_stem()
         .map(|s| s.to_string_lossy().to_string())
         .unwrap_or_else(|| "record".into());
-    read_reference(path)?
-        .into_iter()
-        .map(|(at, record)| {
-            let n = match at {
-                RecordAt::Record(n) | RecordAt::Line(n) => n,
-            };
+    let mut out = Vec::new();
+    for (at, record) in read_reference(path)? {
+        let n = match at {
+            RecordAt::Record(n) | RecordAt::Line(n) => n,
+        };
+        let located = |e: Error| Error::invalid(format!("{}: {e}", Located(path, at)));
+        if !keep(&record).map_err(located)? {
+            continue;
+        }
+        out.extend(
             record
-                .to_sample(format!("{stem}-{n}"), image_root)
-                .map_err(|e| Error::invalid(format!("{}: {e}", Located(path, at))))
-        })
-        .collect()
+                .to_samples(format!("{stem}-{n}"), image_root, turns)
+                .map_err(located)?,
+        );
+    }
+    Ok(out)
 }
 
 /// Writes caption predictions as one pretty JSON object `{image_file_name:

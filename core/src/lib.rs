@@ -44,6 +44,7 @@ pub mod spans;
 pub mod stage2;
 pub mod synth;
 pub mod tokens;
+pub mod topk;
 pub mod train;
 
 pub use config::{ComponentSpec, ConfigError, PipelineConfig};

@@ -80,15 +80,69 @@ pub fn locate_pair(
     }))
 }
 
+/// Locates one pair as the reference's training data loader does: `org`
+/// and `target` are encoded as `"dummy " + text` *with* the tokenizer's
+/// special tokens and lose their first id (the leading-space form of the
+/// words), and `org`'s first occurrence is searched in `[prompt | answer]`;
+/// a match at index 0 counts as not found (the reference tests `> 0`), and
+/// a first match in the prompt gives [`SkipReason::PairInPrompt`].
+pub fn locate_pair_reference(
+    tokenizer: &TextTokenizer,
+    prompt: &[u32],
+    answer: &[u32],
+    pair: &RevisePair,
+) -> crate::Result<Result<LocatedPair, SkipReason>> {
+    let encode = |text: &str| -> crate::Result<Vec<u32>> {
+        let ids = tokenizer.encode_with_special_tokens(&format!("dummy {text}"))?;
+        Ok(ids.get(1..).unwrap_or_default().to_vec())
+    };
+    let (org, target) = (encode(&pair.org)?, encode(&pair.target)?);
+    if org.len() != target.len() {
+        return Ok(Err(SkipReason::PairLengthMismatch));
+    }
+    let sequence: Vec<u32> = prompt.iter().chain(answer).copied().collect();
+    let found = occurrences(&sequence, &org);
+    Ok(match found.first() {
+        None | Some(0) => Err(SkipReason::PairNotFound),
+        Some(&j) if j < prompt.len() => Err(SkipReason::PairInPrompt),
+        Some(&j) => Ok(LocatedPair {
+            start: j - prompt.len(),
+            target,
+            occurrences: occurrences(answer, &org).len(),
+        }),
+    })
+}
+
 /// Locates every pair; see [`locate_pair`].
 pub fn locate_pairs(
     tokenizer: &TextTokenizer,
     answer: &[u32],
     pairs: &[RevisePair],
 ) -> crate::Result<LocatedPairs> {
+    collect_pairs(pairs, |pair| locate_pair(tokenizer, answer, pair))
+}
+
+/// Locates every pair as the reference does; see [`locate_pair_reference`].
+pub fn locate_pairs_reference(
+    tokenizer: &TextTokenizer,
+    prompt: &[u32],
+    answer: &[u32],
+    pairs: &[RevisePair],
+) -> crate::Result<LocatedPairs> {
+    collect_pairs(pairs, |pair| {
+        locate_pair_reference(tokenizer, prompt, answer, pair)
+    })
+}
+
+type Located = crate::Result<Result<LocatedPair, SkipReason>>;
+
+fn collect_pairs(
+    pairs: &[RevisePair],
+    mut locate: impl FnMut(&RevisePair) -> Located,
+) -> crate::Result<LocatedPairs> {
     let mut out = LocatedPairs::default();
     for pair in pairs {
-        match locate_pair(tokenizer, answer, pair)? {
+        match locate(pair)? {
             Ok(located) => out.revise.extend(
                 located
                     .target

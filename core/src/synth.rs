@@ -12,6 +12,9 @@ use crate::tokens::{SpecialTokens, TextTokenizer};
 pub struct TokenizedSample {
     /// The clean response of `gen_length` ids (answer, end-of-turn, padding).
     pub response: Vec<u32>,
+    /// The prompt ids (for span searches that, like the reference, look
+    /// through the whole sequence).
+    pub prompt: Vec<u32>,
     /// Number of answer tokens before the first end-of-turn.
     pub answer_len: usize,
     /// The answer text the response was built from.
@@ -97,6 +100,9 @@ pub enum SkipReason {
     PairLengthMismatch,
     /// The sample has no pair left after dropping.
     NoUsablePair,
+    /// A pair's first occurrence is in the prompt (the reference's search
+    /// covers the whole sequence; rediff trains response positions only).
+    PairInPrompt,
 }
 
 /// The result of corrupting one sample.

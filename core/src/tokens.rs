@@ -114,6 +114,16 @@ impl TextTokenizer {
         Ok(enc.get_ids().to_vec())
     }
 
+    /// Encodes text as the tokenizer's post-processor wants it (BOS or
+    /// other special tokens added, as `tokenizer(text)` does in transformers).
+    pub fn encode_with_special_tokens(&self, text: &str) -> Result<Vec<u32>> {
+        let enc = self
+            .inner
+            .encode(text, true)
+            .map_err(|e| Error::Tokenizer(e.to_string()))?;
+        Ok(enc.get_ids().to_vec())
+    }
+
     /// Decodes ids, skipping special tokens.
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
         self.inner
@@ -149,14 +159,6 @@ pub fn pad_response(answer: &[u32], eot: u32, length: usize) -> Result<Vec<u32>>
     Ok(out)
 }
 
-/// Cuts a generated response at its first end-of-turn token.
-pub fn cut_at_eot(response: &[u32], eot: u32) -> &[u32] {
-    match response.iter().position(|&t| t == eot) {
-        Some(i) => &response[..i],
-        None => response,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -166,11 +168,5 @@ mod tests {
         assert_eq!(pad_response(&[5, 6], 9, 5).unwrap(), vec![5, 6, 9, 9, 9]);
         assert_eq!(pad_response(&[5, 6], 9, 3).unwrap(), vec![5, 6, 9]);
         assert!(pad_response(&[5, 6, 7], 9, 3).is_err());
-    }
-
-    #[test]
-    fn cuts_at_first_eot() {
-        assert_eq!(cut_at_eot(&[1, 2, 9, 3, 9], 9), &[1, 2]);
-        assert_eq!(cut_at_eot(&[1, 2], 9), &[1, 2]);
     }
 }

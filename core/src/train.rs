@@ -8,9 +8,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::image_io::SourceImage;
 use candle_core::backprop::GradStore;
 use candle_core::Tensor;
-use image::RgbImage;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use rand::Rng as _;
 use serde::{Deserialize, Serialize};
@@ -33,7 +33,7 @@ use crate::synth::{ErrorSynthesizer, GroupRole, SkipReason, SynthContext, Tokeni
 #[derive(Debug, Clone)]
 pub struct TrainExample {
     /// Decoded image.
-    pub image: Arc<RgbImage>,
+    pub image: Arc<SourceImage>,
     /// Prompt ids from the backend's template.
     pub prompt: Vec<u32>,
     /// Tokenized response.
@@ -228,7 +228,7 @@ impl StageRun<'_> {
             batch.input.extend_from_slice(&sample.input);
             batch.labels.extend_from_slice(&sample.labels);
             batch.prompts.push(Prompt {
-                image: ex.image.clone(),
+                image: Some(ex.image.clone()),
                 ids: ex.prompt.clone(),
             });
         }

@@ -9,7 +9,7 @@ use candle_core::{Device, Tensor};
 use candle_nn::VarMap;
 use rand::SeedableRng;
 use rediff_core::model::{ModelBackend, Prompt, PromptContext};
-use rediff_core::policy::{RefinementPolicy, RevisionCandidate};
+use rediff_core::policy::{RefinementPolicy, RevisionContext};
 use rediff_core::sampler::{Sampler, SamplerSettings, StepEvent};
 use rediff_core::schedule::{uniform_unmask_counts, NoiseSchedule};
 use rediff_core::tokens::{SpecialTokens, TextTokenizer};
@@ -26,8 +26,8 @@ struct Scripted {
     special: SpecialTokens,
     tokenizer: TextTokenizer,
     seen: Mutex<Vec<Vec<u32>>>,
-    /// When set, position 0 predicts this token once position 1 is decoded.
-    second_thoughts: Option<u32>,
+    /// `(p, q, token)`: position `p` predicts `token` once position `q` is decoded.
+    second_thoughts: Option<(usize, usize, u32)>,
 }
 
 impl Scripted {
@@ -84,7 +84,7 @@ impl ModelBackend for Scripted {
         for (b, row) in rows.iter().enumerate() {
             for i in 0..l {
                 let target = match self.second_thoughts {
-                    Some(t) if i == 0 && row[1] != MASK => t,
+                    Some((p, q, t)) if i == p && row[q] != MASK => t,
                     _ => self.target[i],
                 };
                 logits[(b * l + i) * V + target as usize] = self.score[i];
@@ -114,7 +114,7 @@ impl NoiseSchedule for Uniform {
 
 struct Plain;
 impl RefinementPolicy for Plain {
-    fn select(&self, _: usize, _: &[RevisionCandidate]) -> Vec<usize> {
+    fn select(&self, _: &RevisionContext<'_>) -> Vec<usize> {
         vec![]
     }
     fn revises(&self) -> bool {
@@ -124,8 +124,8 @@ impl RefinementPolicy for Plain {
 
 struct All;
 impl RefinementPolicy for All {
-    fn select(&self, _: usize, c: &[RevisionCandidate]) -> Vec<usize> {
-        c.iter().map(|c| c.position).collect()
+    fn select(&self, c: &RevisionContext<'_>) -> Vec<usize> {
+        c.candidates.iter().map(|c| c.position).collect()
     }
 }
 
@@ -164,7 +164,7 @@ fn denoising_unmasks_by_confidence_with_uniform_counts_and_suppression() {
         },
     );
     let unmasked: Vec<Vec<usize>> = events.iter().map(|e| e.unmasked.clone()).collect();
-    assert_eq!(unmasked, vec![vec![3, 0], vec![5, 1], vec![4], vec![2]]);
+    assert_eq!(unmasked, vec![vec![0, 3], vec![1, 5], vec![4], vec![2]]);
     assert_eq!(gen.responses[0], vec![1, 2, 3, 4, 0, 1]);
     assert_eq!(gen.forward_passes, 4);
     assert!(events.iter().all(|e| e.revised.is_empty()));
@@ -213,14 +213,14 @@ fn refinement_rewrites_earlier_tokens_once_context_changes() {
         temperature: 0.0,
     };
     let mut model = Scripted::new(vec![1, 2, 3], vec![9.0, 5.0, 1.0]);
-    model.second_thoughts = Some(4);
+    model.second_thoughts = Some((0, 1, 4));
     let (gen, events) = run(&model, &All, settings);
     let revised: Vec<Vec<(usize, u32)>> = events.iter().map(|e| e.revised.clone()).collect();
     assert_eq!(revised, vec![vec![], vec![], vec![(0, 1)]]);
     assert_eq!(gen.responses[0], vec![4, 2, 3]);
     assert_eq!(gen.revisions[0], 1);
     let mut model = Scripted::new(vec![1, 2, 3], vec![9.0, 5.0, 1.0]);
-    model.second_thoughts = Some(4);
+    model.second_thoughts = Some((0, 1, 4));
     let (gen, _) = run(&model, &Plain, settings);
     assert_eq!(gen.responses[0], vec![1, 2, 3]);
 }
@@ -240,5 +240,81 @@ fn stops_at_end_of_turn_with_no_mask_before_it() {
         },
     );
     assert_eq!(gen.forward_passes, 2, "stops once `1 <eot>` is decoded");
-    assert_eq!(gen.outputs(EOT)[0], vec![1]);
+    assert_eq!(gen.outputs()[0], vec![1]);
+    assert_eq!(gen.stops[0], Some(1));
+}
+
+#[test]
+fn after_an_end_of_turn_the_budget_goes_before_it_and_the_stop_never_moves_later() {
+    // 8 positions, 2 steps (4 per step). Step 1 decodes 2 (EOT, 9.0), 0, 5, 6
+    // by confidence; the stop is 2. Step 2's budget of 4 goes to the only
+    // mask before the stop (position 1); the rest are ties in the prompt.
+    let model = Scripted::new(
+        vec![1, 2, EOT, 3, 4, 1, 2, 3],
+        vec![5.0, 0.5, 9.0, 0.1, 0.2, 4.0, 3.0, 0.3],
+    );
+    let (gen, events) = run(
+        &model,
+        &Plain,
+        SamplerSettings {
+            gen_length: 8,
+            block_length: 8,
+            steps: 2,
+            temperature: 0.0,
+        },
+    );
+    assert_eq!(events[0].unmasked, vec![0, 2, 5, 6]);
+    assert_eq!(events[0].stop, Some(2));
+    assert_eq!(events[1].unmasked, vec![1]);
+    assert_eq!(events[1].prompt_picks, 3);
+    assert_eq!(gen.outputs()[0], vec![1, 2]);
+    assert_eq!(
+        gen.responses[0][3], MASK,
+        "positions after the stop stay masked"
+    );
+}
+
+#[test]
+fn a_revised_away_end_of_turn_keeps_the_stop() {
+    // Step 1 decodes the EOT at 2 (the stop); step 2 decodes position 1, and
+    // from then on position 2 predicts token 4, so step 3 revises the EOT
+    // away. The stop stays at 2 (it only ever moves earlier).
+    let mut model = Scripted::new(vec![1, 2, EOT], vec![1.0, 5.0, 9.0]);
+    model.second_thoughts = Some((2, 1, 4));
+    let (gen, events) = run(
+        &model,
+        &All,
+        SamplerSettings {
+            gen_length: 3,
+            block_length: 3,
+            steps: 3,
+            temperature: 0.0,
+        },
+    );
+    assert_eq!(events.len(), 3);
+    assert_eq!(events[0].stop, Some(2));
+    assert_eq!(events[2].revised, vec![(2, EOT)]);
+    assert_eq!(gen.responses[0], vec![1, 2, 4]);
+    assert_eq!(gen.stops[0], Some(2));
+    assert_eq!(gen.outputs()[0], vec![1, 2]);
+}
+
+#[test]
+fn a_block_without_masks_ends_early() {
+    // 4 positions, one block, 8 steps: counts 1,1,1,1,0,0,0,0; after 4 steps
+    // the block has no mask and the remaining (revising) steps are skipped.
+    let model = Scripted::new(vec![1, 2, 3, 4], vec![4.0, 3.0, 2.0, 1.0]);
+    let (gen, events) = run(
+        &model,
+        &All,
+        SamplerSettings {
+            gen_length: 4,
+            block_length: 4,
+            steps: 8,
+            temperature: 0.0,
+        },
+    );
+    assert_eq!(events.len(), 4);
+    assert_eq!(gen.forward_passes, 4);
+    assert_eq!(gen.steps, vec![4]);
 }

@@ -16,6 +16,7 @@ use clap::{Args, ValueEnum};
 use image::RgbImage;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use rediff_core::image_io::SourceImage;
 use rediff_core::model::{ModelBackend, Prompt};
 use rediff_core::optim::{AdamW, AdamWConfig};
 use rediff_core::parallel::map_scoped;
@@ -229,9 +230,11 @@ fn random_prompts(n: usize, cfg: &SizeConfig, ids: &[u32], rng: &mut ChaCha8Rng)
     let s = cfg.image_size as u32;
     (0..n)
         .map(|_| Prompt {
-            image: Arc::new(RgbImage::from_fn(s, s, |_, _| {
-                image::Rgb([rng.random(), rng.random(), rng.random()])
-            })),
+            image: Some(Arc::new(SourceImage::from_rgb(RgbImage::from_fn(
+                s,
+                s,
+                |_, _| image::Rgb([rng.random(), rng.random(), rng.random()]),
+            )))),
             ids: ids.to_vec(),
         })
         .collect()

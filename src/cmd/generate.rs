@@ -1,5 +1,7 @@
-//! `rediff generate`: caption one image (`--image`), or every image of a
-//! directory into a predictions file (`--images DIR --out preds.json`).
+//! `rediff generate`: caption one image (`--image`), answer a text-only
+//! question (neither `--image` nor `--images`), or caption every image of a
+//! directory into a predictions file (`--images DIR --out preds.json`);
+//! `--format json` prints one JSON object per caption.
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
@@ -12,12 +14,21 @@ use clap::{ArgGroup, Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use rediff_core::device::{DeviceChoice, WeightDtype};
 use rediff_core::formats::write_predictions;
-use rediff_core::image_io::load_rgb;
+use rediff_core::image_io::load_image;
 use rediff_core::model::{ModelBackend, Prompt};
 use rediff_core::registry::{BuildContext, LoadOptions};
-use rediff_core::sampler::{Sampler, SamplerSettings, StepEvent};
-use rediff_core::tokens::cut_at_eot;
+use rediff_core::sampler::{Generation, Sampler, SamplerSettings, StepEvent};
 use rediff_core::{rng, ComponentSpec};
+
+/// How captions are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// The caption as text (with --trace, a coloured step-by-step view first).
+    Text,
+    /// One JSON object per caption (JSON Lines): caption, token ids, stop,
+    /// forward passes, revisions, and with --trace every step's events.
+    Json,
+}
 
 /// Which sampler.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -33,7 +44,7 @@ const IMAGE_EXTENSIONS: [&str; 3] = ["png", "jpg", "jpeg"];
 
 /// Arguments of `rediff generate`.
 #[derive(Debug, Args)]
-#[command(group(ArgGroup::new("input").required(true).args(["image", "images"])))]
+#[command(group(ArgGroup::new("input").args(["image", "images"])))]
 pub struct GenerateArgs {
     /// Checkpoint directory (config.json, weights, tokenizer.json): a
     /// rediff run's model (e.g. runs/quickstart/models/rediff-base) or a
@@ -49,8 +60,10 @@ pub struct GenerateArgs {
     /// checkpoints store) or f16. The tiny model runs in f32 only.
     #[arg(long, default_value = "f32", value_parser = parse_dtype)]
     dtype: WeightDtype,
-    /// Image file to caption (PNG or JPEG); the caption is printed. Give
-    /// either --image or --images.
+    /// Image file to caption (PNG or JPEG); the caption is printed. Without
+    /// --image and --images the question is asked without an image (a
+    /// text-only prompt, as the reference's `generate` accepts; LLaDA-V
+    /// checkpoints only).
     #[arg(long)]
     image: Option<PathBuf>,
     /// Directory of images to caption in batches: every .png, .jpg and .jpeg
@@ -88,22 +101,36 @@ pub struct GenerateArgs {
     /// image with a tiny-vlm checkpoint, whose matrices are too small to split).
     #[arg(long)]
     threads: Option<usize>,
-    /// With refine: first step (within each block) that revises decoded tokens.
-    #[arg(long, default_value_t = 0)]
-    refine_start: usize,
-    /// With refine: revise only this top share (0-1] of decoded tokens by confidence.
+    /// With refine: the share (0-1] of each block's steps, counted from its
+    /// end, that revise decoded tokens (the reference's `revise_start`):
+    /// revision starts at step `steps - ceil(steps * share)`. Default 1:
+    /// every step.
+    #[arg(long, conflicts_with = "refine_start")]
+    revise_start: Option<f64>,
+    /// With refine: the first revising step as an index within each block
+    /// (instead of --revise-start).
     #[arg(long)]
-    topk: Option<f64>,
+    refine_start: Option<usize>,
+    /// With refine: revise only the floor(n * share) most confident of the
+    /// n decoded tokens (the reference's `revise_topk`, share in (0, 1]);
+    /// default all of them.
+    #[arg(long, visible_alias = "topk")]
+    revise_topk: Option<f64>,
     /// Gumbel temperature (0: greedy).
     #[arg(long, default_value_t = 0.0)]
     temperature: f64,
     /// Seed for sampling noise (with --images, batch i draws from stream i of it).
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Print every step: masked (_), newly decoded and revised tokens,
-    /// in colour on a terminal (with --image only).
-    #[arg(long, conflicts_with = "images")]
+    /// Print every step: masked (_), newly decoded and revised tokens, in
+    /// colour on a terminal; with --format json, each caption's step events
+    /// (with --images only in that format).
+    #[arg(long)]
     trace: bool,
+    /// text: the caption; json: one JSON object per caption with its token
+    /// ids, stop position, forward passes and revisions (JSON Lines).
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    format: OutputFormat,
 }
 
 fn parse_device(s: &str) -> Result<DeviceChoice, String> {
@@ -118,9 +145,15 @@ fn policy_spec(args: &GenerateArgs) -> anyhow::Result<ComponentSpec> {
     let text = match args.sampler {
         SamplerKind::Denoise => "kind = \"none\"\n".to_string(),
         SamplerKind::Refine => {
-            let mut t = format!("kind = \"refine\"\nstart = {}\n", args.refine_start);
-            if let Some(k) = args.topk {
-                t.push_str(&format!("topk = {k}\n"));
+            let mut t = "kind = \"refine\"\n".to_string();
+            if let Some(f) = args.revise_start {
+                t.push_str(&format!("revise_start = {f:?}\n"));
+            }
+            if let Some(s) = args.refine_start {
+                t.push_str(&format!("start = {s}\n"));
+            }
+            if let Some(k) = args.revise_topk {
+                t.push_str(&format!("topk = {k:?}\n"));
             }
             t
         }
@@ -181,6 +214,9 @@ fn is_tiny_checkpoint(dir: &Path) -> bool {
 /// Runs `rediff generate`: one image, or a directory in batches.
 pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     // Check the cheap things before loading the model.
+    if args.trace && args.images.is_some() && args.format != OutputFormat::Json {
+        bail!("--trace with --images needs --format json (step events per caption)");
+    }
     let batch_images = match (&args.images, &args.out) {
         (Some(dir), Some(out)) => {
             if args.batch_size == 0 {
@@ -218,24 +254,44 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         policy: policy.as_ref(),
         settings,
     };
-    match (batch_images, &args.image) {
-        (Some((images, out)), _) => caption_directory(&args, &sampler, &images, &out),
-        (None, Some(image)) => caption_one(&args, &sampler, image),
-        (None, None) => unreachable!("clap requires --image or --images"),
+    match batch_images {
+        Some((images, out)) => caption_directory(&args, &sampler, &images, &out),
+        None => caption_one(&args, &sampler, args.image.as_deref()),
     }
 }
 
-/// Captions one image, optionally tracing every step.
-fn caption_one(args: &GenerateArgs, sampler: &Sampler<'_>, image: &Path) -> anyhow::Result<()> {
+/// Captions one image (or answers a text-only question), optionally
+/// tracing every step.
+fn caption_one(
+    args: &GenerateArgs,
+    sampler: &Sampler<'_>,
+    image: Option<&Path>,
+) -> anyhow::Result<()> {
     let model = sampler.model;
-    let prompt = Prompt {
-        image: Arc::new(load_rgb(image)?),
-        ids: model.prompt_ids(&args.question)?,
+    let prompt = match image {
+        Some(path) => Prompt {
+            image: Some(Arc::new(load_image(path)?)),
+            ids: model.prompt_ids(&args.question)?,
+        },
+        None => Prompt {
+            image: None,
+            ids: model.text_prompt_ids(&args.question).with_context(|| {
+                "neither --image nor --images was given, so the question is asked without an image"
+            })?,
+        },
     };
     let context = model.encode_prompts(&[prompt])?;
     let mut rng = rng::stream(args.seed, "generate", 0);
     let color = std::io::stdout().is_terminal();
-    let mut trace = |ev: &StepEvent| println!("{}", render_step(ev, model, color));
+    let json = args.format == OutputFormat::Json;
+    let mut events = Vec::new();
+    let mut trace = |ev: &StepEvent| {
+        if json {
+            events.push(ev.clone());
+        } else {
+            out_line(&render_step(ev, model, color));
+        }
+    };
     let gen = sampler
         .generate(
             &context,
@@ -243,16 +299,79 @@ fn caption_one(args: &GenerateArgs, sampler: &Sampler<'_>, image: &Path) -> anyh
             if args.trace { Some(&mut trace) } else { None },
         )
         .context("sampling")?;
-    let out = cut_at_eot(&gen.responses[0], model.special_tokens().eot);
-    let caption = model.tokenizer().decode(out)?;
+    let name = image.map(|p| p.display().to_string());
+    if json {
+        out_line(&caption_json(
+            model,
+            &gen,
+            0,
+            name.as_deref(),
+            &args.question,
+            &events,
+        )?);
+        return Ok(());
+    }
     if args.trace {
-        println!(
+        out_line(&format!(
             "{} forward passes, {} tokens revised",
             gen.forward_passes, gen.revisions[0]
-        );
+        ));
     }
-    println!("{caption}");
+    out_line(&model.tokenizer().decode(&gen.outputs()[0])?);
     Ok(())
+}
+
+/// Prints a line to stdout; a closed stdout (`rediff generate | head`) ends
+/// the process quietly instead of panicking.
+fn out_line(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if writeln!(out, "{text}").and_then(|_| out.flush()).is_err() {
+        std::process::exit(0);
+    }
+}
+
+/// The JSON object of sample `i` of `gen`: caption, token ids, stop,
+/// forward passes, revisions and (when traced) its step events.
+fn caption_json(
+    model: &dyn ModelBackend,
+    gen: &Generation,
+    i: usize,
+    image: Option<&str>,
+    question: &str,
+    events: &[StepEvent],
+) -> anyhow::Result<String> {
+    let tokens = &gen.outputs()[i];
+    let trace: Vec<serde_json::Value> = events
+        .iter()
+        .filter(|e| e.sample == i)
+        .map(|e| {
+            serde_json::json!({
+                "block": e.block,
+                "step": e.step,
+                "tokens": e.tokens,
+                "unmasked": e.unmasked,
+                "revised": e.revised.iter().map(|&(p, old)| serde_json::json!({"position": p, "was": old})).collect::<Vec<_>>(),
+                "stop": e.stop,
+                "prompt_picks": e.prompt_picks,
+            })
+        })
+        .collect();
+    let mut v = serde_json::json!({
+        "image": image,
+        "question": question,
+        "caption": model.tokenizer().decode(tokens)?,
+        "tokens": tokens,
+        "response": gen.responses[i],
+        "stop": gen.stops[i],
+        "forward_passes": gen.steps[i],
+        "revisions": gen.revisions[i],
+        "prompt_picks": gen.prompt_picks[i],
+    });
+    if !events.is_empty() {
+        v["trace"] = serde_json::Value::Array(trace);
+    }
+    Ok(serde_json::to_string(&v)?)
 }
 
 /// The images `--images` captions: `.png`, `.jpg`, `.jpeg` files directly
@@ -296,7 +415,6 @@ fn caption_directory(
     out: &Path,
 ) -> anyhow::Result<()> {
     let model = sampler.model;
-    let eot = model.special_tokens().eot;
     let prompt_ids = model.prompt_ids(&args.question)?;
     let bar = if args.quiet || !std::io::stderr().is_terminal() {
         ProgressBar::hidden()
@@ -316,18 +434,38 @@ fn caption_directory(
             .iter()
             .map(|(_, path)| {
                 Ok(Prompt {
-                    image: Arc::new(load_rgb(path)?),
+                    image: Some(Arc::new(load_image(path)?)),
                     ids: prompt_ids.clone(),
                 })
             })
             .collect::<rediff_core::Result<Vec<_>>>()?;
         let context = model.encode_prompts(&prompts)?;
         let mut rng = rng::stream(args.seed, "generate", b as u64);
+        let mut events = Vec::new();
+        let mut trace = |ev: &StepEvent| events.push(ev.clone());
         let gen = sampler
-            .generate(&context, &mut rng, None)
+            .generate(
+                &context,
+                &mut rng,
+                if args.trace { Some(&mut trace) } else { None },
+            )
             .with_context(|| format!("sampling {} to {}", batch[0].0, batch[batch.len() - 1].0))?;
-        for ((name, _), ids) in batch.iter().zip(gen.outputs(eot)) {
+        for (i, ((name, path), ids)) in batch.iter().zip(gen.outputs()).enumerate() {
             preds.insert(name.clone(), model.tokenizer().decode(&ids)?);
+            if args.format == OutputFormat::Json {
+                let path = path.display().to_string();
+                bar.suspend(|| -> anyhow::Result<()> {
+                    out_line(&caption_json(
+                        model,
+                        &gen,
+                        i,
+                        Some(&path),
+                        &args.question,
+                        &events,
+                    )?);
+                    Ok(())
+                })?;
+            }
         }
         revisions += gen.revisions.iter().sum::<usize>();
         bar.inc(batch.len() as u64);
@@ -338,6 +476,9 @@ fn caption_directory(
     }
     write_predictions(out, &preds)?;
     let seconds = started.elapsed().as_secs_f64();
+    if args.format == OutputFormat::Json {
+        return Ok(());
+    }
     println!(
         "captioned {} images in {seconds:.1} s ({:.1} images/s, {:.2} revisions per caption); wrote {}",
         preds.len(),

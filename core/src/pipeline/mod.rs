@@ -21,7 +21,6 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Instant;
 
-use image::RgbImage;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use crate::checkpoint::{copy_varmap, read_json, StageDirs};
@@ -29,7 +28,7 @@ use crate::config::{PipelineConfig, StageSettings, TrainStageConfig};
 use crate::data::{CaptionScorer, DataContext, DataSource, Sample, Split};
 use crate::error::{Error, Result};
 use crate::eval::{encode_batches, EvalItem, EvalRow, EvalRun, SamplerSpec, StepTiming};
-use crate::image_io::load_rgb;
+use crate::image_io::{load_image, SourceImage};
 use crate::model::ModelBackend;
 use crate::parallel::map_scoped;
 use crate::registry::{BuildContext, LoadOptions, Registry};
@@ -180,15 +179,15 @@ pub fn assemble(cfg: &PipelineConfig, registry: &Registry) -> Result<Assembled> 
 /// Decoded images shared between samples that use the same file.
 #[derive(Default)]
 struct ImageCache {
-    images: HashMap<PathBuf, Arc<RgbImage>>,
+    images: HashMap<PathBuf, Arc<SourceImage>>,
 }
 
 impl ImageCache {
-    fn get(&mut self, path: &Path) -> Result<Arc<RgbImage>> {
+    fn get(&mut self, path: &Path) -> Result<Arc<SourceImage>> {
         if let Some(img) = self.images.get(path) {
             return Ok(img.clone());
         }
-        let img = Arc::new(load_rgb(path)?);
+        let img = Arc::new(load_image(path)?);
         self.images.insert(path.to_path_buf(), img.clone());
         Ok(img)
     }
@@ -205,6 +204,7 @@ pub fn tokenize_sample(
         .map_err(|e| Error::invalid(format!("sample {}: {e}", sample.id)))?;
     Ok(TokenizedSample {
         response,
+        prompt: model.prompt_ids(&sample.question)?,
         answer_len: ids.len(),
         answer: sample.answer.clone(),
         revise: sample.revise.clone(),

@@ -26,7 +26,7 @@ use crate::stage2::{
     CorrectionExample, DraftRecord, ExpertRunner, ExpertStats, Journal, ReviewItem, ReviewRecord,
     RoundReport, Stage2Report,
 };
-use crate::tokens::{cut_at_eot, TextTokenizer};
+use crate::tokens::TextTokenizer;
 use crate::train::{TrainExample, REPORT_FILE};
 
 /// Journal and dataset files of one round.
@@ -333,7 +333,6 @@ impl Round<'_, '_> {
         let groups: Vec<Vec<&(usize, usize, Vec<usize>)>> = (0..threads)
             .map(|k| todo.iter().skip(k).step_by(threads).collect())
             .collect();
-        let eot = model.special_tokens().eot;
         let results = map_scoped(&groups, |group| -> Result<Vec<DraftRecord>> {
             let mut made = Vec::new();
             for &(batch_no, tps, ref idx) in group.iter().copied() {
@@ -349,7 +348,7 @@ impl Round<'_, '_> {
                     .map(|&i| {
                         let ex = &shared.examples[picks[i]];
                         Prompt {
-                            image: ex.image.clone(),
+                            image: Some(ex.image.clone()),
                             ids: ex.prompt.clone(),
                         }
                     })
@@ -372,19 +371,18 @@ impl Round<'_, '_> {
                     batch_no as u64,
                 );
                 let generation = sampler.generate(&context, &mut noise, None)?;
+                let answers = generation.outputs();
                 let mut records = Vec::with_capacity(idx.len());
                 for (k, &i) in idx.iter().enumerate() {
                     if have.contains_key(&i) {
                         continue;
                     }
-                    let response = &generation.responses[k];
-                    let answer = cut_at_eot(response, eot);
                     records.push(DraftRecord {
                         index: i,
                         sample: shared.train_samples[picks[i]].id.clone(),
                         tokens_per_step: tps,
-                        draft: model.tokenizer().decode(answer)?,
-                        ended: answer.len() < response.len(),
+                        draft: model.tokenizer().decode(&answers[k])?,
+                        ended: generation.stops[k].is_some(),
                     });
                 }
                 journal.append_all(&records)?;

@@ -27,7 +27,7 @@ use rediff_core::device::{DeviceChoice, WeightDtype};
 use rediff_core::expert::{
     ExpertCorrector, ExpertError, ExpertReply, ExpertRequest, ExpertVerdict,
 };
-use rediff_core::image_io::load_rgb;
+use rediff_core::image_io::load_image;
 use rediff_core::model::{ModelBackend, Prompt};
 use rediff_core::registry::{LoadOptions, Plugin, Registrar, RegistryError};
 use rediff_core::sampler::choose;
@@ -98,9 +98,9 @@ impl ModelExpert {
     /// The draft's token ids after the refining passes, and the answer length.
     fn refine(&self, request: &ExpertRequest) -> rediff_core::Result<(Vec<u32>, Vec<u32>)> {
         let model = self.model.lock().unwrap_or_else(|p| p.into_inner());
-        let image = Arc::new(load_rgb(&request.image)?);
+        let image = Arc::new(load_image(&request.image)?);
         let prompt = Prompt {
-            image,
+            image: Some(image),
             ids: model.prompt_ids(&request.question)?,
         };
         let special = model.special_tokens().clone();

@@ -13,6 +13,7 @@ use std::time::Instant;
 use candle_core::{DType, Device, Tensor};
 use image::{Rgb, RgbImage};
 use rediff_core::device::WeightDtype;
+use rediff_core::image_io::SourceImage;
 use rediff_core::model::{ModelBackend, Prompt};
 use rediff_llada_v::testing::{cached_checkpoint, TinySpec};
 use rediff_llada_v::{LladaVBackend, LladaVOptions};
@@ -50,9 +51,11 @@ fn main() -> anyhow::Result<()> {
     )?;
     let cfg = model.network().config().clone();
     let prompt = Prompt {
-        image: Arc::new(RgbImage::from_fn(384, 384, |x, y| {
-            Rgb([x as u8, y as u8, 9])
-        })),
+        image: Some(Arc::new(SourceImage::from_rgb(RgbImage::from_fn(
+            384,
+            384,
+            |x, y| Rgb([x as u8, y as u8, 9]),
+        )))),
         ids: model.prompt_ids("describe the image .")?,
     };
     let text_tokens = prompt.ids.len() - 1;

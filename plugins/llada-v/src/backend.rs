@@ -10,7 +10,7 @@ use rediff_core::{Error, Result};
 
 use crate::config::LladaVConfig;
 use crate::network::{read_config, LladaV};
-use crate::prompt::{chat_prompt, tokenize_with_image, DEFAULT_SYSTEM_PROMPT, IMAGE_PLACEHOLDER};
+use crate::prompt::{tokenize_with_image, ChatTemplate, DEFAULT_SYSTEM_PROMPT, IMAGE_PLACEHOLDER};
 
 /// Tokens the reference never lets the sampler write.
 const SUPPRESSED: [&str; 4] = [
@@ -46,6 +46,7 @@ pub struct LladaVBackend {
     net: LladaV,
     tokenizer: TextTokenizer,
     special: SpecialTokens,
+    template: ChatTemplate,
     bos: u32,
     options: LladaVOptions,
     source: PathBuf,
@@ -58,12 +59,14 @@ struct LladaContext {
 }
 
 impl LladaVBackend {
-    /// Loads `dir`: the network (see [`LladaV::load`]) and `tokenizer.json`,
-    /// whose special tokens must sit inside the head's rows.
+    /// Loads `dir`: the network (see [`LladaV::load`]), `tokenizer.json`,
+    /// whose special tokens must sit inside the head's rows, and the chat
+    /// template of `tokenizer_config.json`.
     pub fn load(dir: &Path, options: LladaVOptions) -> Result<Self> {
         let cfg = read_config(dir)?;
         let tokenizer = TextTokenizer::from_file(&dir.join("tokenizer.json"))?;
-        let (special, bos) = special_tokens(&tokenizer, &cfg, dir)?;
+        let template = ChatTemplate::load(dir)?;
+        let (special, bos) = special_tokens(&tokenizer, &cfg, &template, dir)?;
         // Tokenizer problems surface before the (slow) weights load.
         let net = LladaV::load_with_config(dir, cfg, options.dtype, &options.device)?;
         if let Some(&max) = special.all.iter().max() {
@@ -81,6 +84,7 @@ impl LladaVBackend {
             net,
             tokenizer,
             special,
+            template,
             bos,
             options,
             source: dir.to_path_buf(),
@@ -92,9 +96,17 @@ impl LladaVBackend {
         &self.net
     }
 
-    /// The prompt's embeddings with the image features spliced at the placeholder.
-    fn embed_prompt(&self, prompt: &Prompt) -> Result<Tensor> {
-        let features = self.net.image_features(&prompt.image)?;
+    /// The prompt's embeddings with the image features spliced at the
+    /// placeholder (what the reference's `prepare_inputs_labels_for_multimodal`
+    /// returns).
+    ///
+    /// # Shapes
+    /// - returns: `[prompt length, hidden]`
+    pub fn prompt_embeddings(&self, prompt: &Prompt) -> Result<Tensor> {
+        let features = match &prompt.image {
+            Some(image) => Some(self.net.image_features(image)?),
+            None => None,
+        };
         let mut parts = Vec::new();
         let mut text: Vec<u32> = Vec::new();
         let mut images = 0;
@@ -109,6 +121,9 @@ impl LladaVBackend {
         for &id in &prompt.ids {
             if id == IMAGE_PLACEHOLDER {
                 flush(&mut text, &mut parts)?;
+                let features = features.as_ref().ok_or_else(|| {
+                    Error::invalid("the prompt has an image placeholder but no image")
+                })?;
                 parts.push(features.clone());
                 images += 1;
             } else {
@@ -116,12 +131,55 @@ impl LladaVBackend {
             }
         }
         flush(&mut text, &mut parts)?;
-        if images != 1 {
+        let expected = usize::from(features.is_some());
+        if images != expected {
             return Err(Error::invalid(format!(
-                "a LLaDA-V prompt holds exactly one image placeholder, this one {images}"
+                "a LLaDA-V prompt with {expected} image(s) needs {expected} image placeholder(s), \
+this one has {images}"
             )));
         }
         Ok(Tensor::cat(&parts, 0)?)
+    }
+}
+
+fn llada_context(context: &PromptContext) -> Result<&LladaContext> {
+    context
+        .get::<LladaContext>()
+        .ok_or_else(|| Error::invalid("prompt context was not made by llada-v"))
+}
+
+impl LladaVBackend {
+    /// Prompt `i`'s embedded row with the context's prompt overrides
+    /// applied, left-padded as in the batch (`padded`) or not.
+    fn prompt_row(
+        &self,
+        context: &PromptContext,
+        ctx: &LladaContext,
+        i: usize,
+        padded: bool,
+    ) -> Result<Tensor> {
+        let p = ctx.prefix.dim(1)?;
+        let pad = p - ctx.lengths[i];
+        let mut row = ctx.prefix.get(i)?;
+        for (position, token) in context.prompt_overrides(i) {
+            let at = pad + position;
+            let emb = self.net.lm().embed(&Tensor::new(&[token], row.device())?)?;
+            let emb = emb.to_dtype(row.dtype())?;
+            let mut parts = Vec::with_capacity(3);
+            if at > 0 {
+                parts.push(row.narrow(0, 0, at)?);
+            }
+            parts.push(emb);
+            if at + 1 < p {
+                parts.push(row.narrow(0, at + 1, p - at - 1)?);
+            }
+            row = Tensor::cat(&parts, 0)?;
+        }
+        Ok(if padded {
+            row
+        } else {
+            row.narrow(0, pad, p - pad)?
+        })
     }
 }
 
@@ -129,6 +187,7 @@ impl LladaVBackend {
 fn special_tokens(
     tk: &TextTokenizer,
     cfg: &LladaVConfig,
+    template: &ChatTemplate,
     dir: &Path,
 ) -> Result<(SpecialTokens, u32)> {
     let path = dir.join("tokenizer.json");
@@ -145,7 +204,7 @@ fn special_tokens(
         ));
     }
     let eot = id("<|eot_id|>")?;
-    let bos = id("<|startoftext|>")?;
+    let bos = id(template.bos_token())?;
     let suppressed = SUPPRESSED
         .iter()
         .map(|t| id(t))
@@ -194,11 +253,17 @@ impl ModelBackend for LladaVBackend {
     }
 
     fn prompt_ids(&self, question: &str) -> Result<Vec<u32>> {
-        tokenize_with_image(
-            &self.tokenizer,
-            &chat_prompt(&self.options.system_prompt, question),
-            self.bos,
-        )
+        let text = self
+            .template
+            .prompt(&self.options.system_prompt, question, true)?;
+        tokenize_with_image(&self.tokenizer, &text, self.bos)
+    }
+
+    fn text_prompt_ids(&self, question: &str) -> Result<Vec<u32>> {
+        let text = self
+            .template
+            .prompt(&self.options.system_prompt, question, false)?;
+        tokenize_with_image(&self.tokenizer, &text, self.bos)
     }
 
     fn encode_prompts(&self, prompts: &[Prompt]) -> Result<PromptContext> {
@@ -207,7 +272,7 @@ impl ModelBackend for LladaVBackend {
         }
         let embedded = prompts
             .iter()
-            .map(|p| self.embed_prompt(p))
+            .map(|p| self.prompt_embeddings(p))
             .collect::<Result<Vec<_>>>()?;
         let lengths: Vec<usize> = embedded
             .iter()
@@ -229,15 +294,39 @@ impl ModelBackend for LladaVBackend {
         let prefix = Tensor::stack(&rows, 0)?;
         Ok(PromptContext::new(
             prompts.len(),
-            LladaContext { prefix, lengths },
-        ))
+            LladaContext {
+                prefix,
+                lengths: lengths.clone(),
+            },
+        )
+        .with_prompt_lengths(lengths))
     }
 
     fn forward(&self, context: &PromptContext, response: &Tensor) -> Result<Tensor> {
-        let ctx = context
-            .get::<LladaContext>()
-            .ok_or_else(|| Error::invalid("prompt context was not made by llada-v"))?;
-        self.net.forward_prefix(&ctx.prefix, &ctx.lengths, response)
+        let ctx = llada_context(context)?;
+        let rows = (0..context.batch())
+            .map(|i| self.prompt_row(context, ctx, i, true))
+            .collect::<Result<Vec<_>>>()?;
+        let prefix = if (0..context.batch()).any(|i| !context.prompt_overrides(i).is_empty()) {
+            Tensor::stack(&rows, 0)?
+        } else {
+            ctx.prefix.clone()
+        };
+        self.net.forward_prefix(&prefix, &ctx.lengths, response)
+    }
+
+    fn prompt_logits(
+        &self,
+        context: &PromptContext,
+        sample: usize,
+        response: &[u32],
+        positions: &[usize],
+    ) -> Result<Option<Vec<Vec<f32>>>> {
+        let ctx = llada_context(context)?;
+        let prefix = self.prompt_row(context, ctx, sample, false)?;
+        let response = Tensor::new(response, &self.options.device)?;
+        let logits = self.net.logits_at(&prefix, &response, positions)?;
+        Ok(Some(logits.to_vec2::<f32>()?))
     }
 
     fn varmap(&self) -> Option<&candle_nn::VarMap> {

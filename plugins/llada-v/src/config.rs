@@ -2,6 +2,8 @@
 //! with its `mm_*` vision fields), read with serde; keys this crate does not
 //! use are kept so a round trip loses nothing.
 
+use std::path::{Path, PathBuf};
+
 use serde::{Deserialize, Serialize};
 
 use crate::anyres::GridPinpoints;
@@ -111,6 +113,41 @@ pub struct VisionHyper {
 }
 
 impl VisionHyper {
+    /// Reads a SigLIP tower's `config.json` (a vision config, or a full
+    /// SigLIP config with a `vision_config`), keeping the reference's fixed
+    /// 384-pixel tile.
+    pub fn from_tower_config(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+        let mut v: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| format!("{}: not JSON: {e}", path.display()))?;
+        if v.get("model_type").and_then(|t| t.as_str()) == Some("siglip") {
+            v = v.get("vision_config").cloned().unwrap_or_default();
+        }
+        let heads = v
+            .get("num_attention_heads")
+            .and_then(|h| h.as_u64())
+            .map_or(Self::default_heads(), |h| h as usize);
+        let eps = v
+            .get("layer_norm_eps")
+            .and_then(|e| e.as_f64())
+            .unwrap_or_else(Self::default_eps);
+        if let Some(act) = v.get("hidden_act").and_then(|a| a.as_str()) {
+            if act != "gelu_pytorch_tanh" {
+                return Err(format!(
+                    "{}: hidden_act `{act}` is not supported (SigLIP uses gelu_pytorch_tanh)",
+                    path.display()
+                ));
+            }
+        }
+        Ok(Self {
+            num_attention_heads: heads,
+            layer_norm_eps: eps,
+            image_size: Self::default_image_size(),
+            extra: Default::default(),
+        })
+    }
+
     fn default_heads() -> usize {
         16
     }
@@ -146,9 +183,34 @@ impl LladaVConfig {
         self.hidden_size / self.num_attention_heads
     }
 
-    /// The tower settings (published defaults when absent).
-    pub fn vision(&self) -> VisionHyper {
-        self.vision_config.clone().unwrap_or_default()
+    /// The tower settings the weights cannot tell (head count, epsilon), as
+    /// the reference finds them: the tower is loaded from `mm_vision_tower`,
+    /// a directory (absolute, or relative to the working directory as the
+    /// reference resolves it, or to the checkpoint `dir`) whose
+    /// `config.json` holds them. A `vision_config` in the checkpoint's own
+    /// config takes precedence; a hub name of a SigLIP so400m tower gives
+    /// so400m's values. Anything else is an error: a wrong head count
+    /// would silently change every feature.
+    pub fn vision(&self, dir: &Path) -> Result<VisionHyper, String> {
+        if let Some(v) = &self.vision_config {
+            return Ok(v.clone());
+        }
+        let Some(tower) = self.mm_vision_tower.as_deref() else {
+            return Ok(VisionHyper::default());
+        };
+        let candidates = [PathBuf::from(tower), dir.join(tower)];
+        if let Some(found) = candidates.iter().find(|p| p.join("config.json").is_file()) {
+            return VisionHyper::from_tower_config(&found.join("config.json"));
+        }
+        if tower.contains("so400m") {
+            return Ok(VisionHyper::default());
+        }
+        Err(format!(
+            "mm_vision_tower `{tower}` is neither a directory with a config.json (looked in the \
+working directory and in {}) nor a SigLIP so400m tower, so the tower's head count is unknown; \
+add \"vision_config\": {{\"num_attention_heads\": N}} to config.json",
+            dir.display()
+        ))
     }
 
     /// `N` of `anyres_max_N`.
@@ -234,7 +296,7 @@ mod tests {
         assert_eq!(cfg.kv_heads(), 32);
         assert_eq!(cfg.head_dim(), 128);
         assert_eq!(cfg.max_tiles().unwrap(), 4);
-        assert_eq!(cfg.vision().num_attention_heads, 16);
+        assert_eq!(cfg.vision(Path::new(".")).unwrap().num_attention_heads, 16);
         assert_eq!(cfg.extra["tie_word_embeddings"], false);
         let back: LladaVConfig =
             serde_json::from_str(&serde_json::to_string(&cfg).unwrap()).unwrap();

@@ -24,6 +24,7 @@ pub mod config;
 pub mod llama;
 pub mod merge;
 pub mod network;
+pub mod pil;
 pub mod preprocess;
 pub mod projector;
 pub mod prompt;

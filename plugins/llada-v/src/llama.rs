@@ -275,6 +275,28 @@ impl LladaLm {
         pad: &[usize],
         tail: usize,
     ) -> Result<Tensor> {
+        let t = x.dim(1)?;
+        let h = self.hidden_states(x, positions, pad)?;
+        self.head(&h.narrow(1, t - tail, tail)?)
+    }
+
+    /// The final norm and the head over hidden states.
+    ///
+    /// # Shapes
+    /// - `h`: `[batch, n, hidden]` -> `[batch, n, vocab]` (f32)
+    pub fn head(&self, h: &Tensor) -> Result<Tensor> {
+        let h = self.norm.forward(&h.contiguous()?)?;
+        self.lm_head.forward(&h)?.to_dtype(DType::F32)
+    }
+
+    /// The last block's output at every position (before the final norm);
+    /// see [`forward_embeds`](Self::forward_embeds) for the arguments.
+    pub fn hidden_states(
+        &self,
+        x: &Tensor,
+        positions: &[Vec<u32>],
+        pad: &[usize],
+    ) -> Result<Tensor> {
         let (b, t, _) = x.dims3()?;
         let (cos, sin) = self.rope.tables(positions, x.dtype(), x.device())?;
         let key_mask = if pad.iter().any(|&p| p > 0) {
@@ -291,9 +313,6 @@ impl LladaLm {
         for layer in &self.layers {
             h = layer.forward(&h, &inputs)?;
         }
-        let h = self
-            .norm
-            .forward(&h.narrow(1, t - tail, tail)?.contiguous()?)?;
-        self.lm_head.forward(&h)?.to_dtype(DType::F32)
+        Ok(h)
     }
 }

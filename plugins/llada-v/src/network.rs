@@ -5,12 +5,14 @@
 use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
+use rediff_core::image_io::SourceImage;
 use rediff_core::{Error, Result};
 
 use crate::anyres::AnyresLayout;
 use crate::config::LladaVConfig;
 use crate::llama::LladaLm;
 use crate::merge::merge_tiles;
+use crate::pil::PilImage;
 use crate::preprocess::image_tiles;
 use crate::projector::MlpGeluProjector;
 use crate::siglip::{is_unused_tower_tensor, SiglipVisionTower, VisionDims, TOWER_PREFIX};
@@ -60,8 +62,11 @@ impl LladaV {
         let vocab = weights
             .shape("lm_head.weight")
             .ok_or_else(|| Error::checkpoint(dir, "missing tensor `lm_head.weight`"))?[0];
-        let dims = VisionDims::from_weights(&weights, &cfg.vision())
-            .map_err(|e| Error::checkpoint(dir, e))?;
+        let hyper = cfg
+            .vision(dir)
+            .map_err(|e| Error::checkpoint(&config_path, e))?;
+        let dims =
+            VisionDims::from_weights(&weights, &hyper).map_err(|e| Error::checkpoint(dir, e))?;
         if dims.hidden != cfg.mm_hidden_size {
             return Err(Error::checkpoint(
                 &config_path,
@@ -156,11 +161,20 @@ impl LladaV {
     ///
     /// # Shapes
     /// - returns: `[layout.num_features(), hidden]` (model dtype)
-    pub fn image_features(&self, image: &image::RgbImage) -> Result<Tensor> {
+    pub fn image_features(&self, image: &SourceImage) -> Result<Tensor> {
         let layout = self.layout(image.dimensions());
-        let tile = self.tower.dims().tile as u32;
-        let tiles = image_tiles(image, &layout, tile, &self.device)?.to_dtype(self.dtype)?;
+        let tiles = self.tiles(image, &layout)?;
         self.features_from_tiles(&tiles, &layout)
+    }
+
+    /// The preprocessed tiles of `image` (see [`crate::preprocess`]).
+    ///
+    /// # Shapes
+    /// - returns: `[layout.num_tiles(), 3, tile, tile]` (model dtype)
+    pub fn tiles(&self, image: &SourceImage, layout: &AnyresLayout) -> Result<Tensor> {
+        let tile = self.tower.dims().tile as u32;
+        let pil = PilImage::from_source(image);
+        Ok(image_tiles(&pil, layout, tile, &self.device)?.to_dtype(self.dtype)?)
     }
 
     /// Tower, projector and merge over already preprocessed tiles.
@@ -206,6 +220,21 @@ impl LladaV {
             .map(|&pd| (0..p + l).map(|j| j.saturating_sub(pd) as u32).collect())
             .collect();
         Ok(self.lm.forward_embeds(&x, &positions, &pad, l)?)
+    }
+
+    /// Logits at `rows` of one unpadded `[prompt | response]` sequence.
+    ///
+    /// # Shapes
+    /// - `prefix`: `[P, hidden]`, `response`: `[L]` (`u32`)
+    /// - returns: `[rows.len(), vocab]` (f32)
+    pub fn logits_at(&self, prefix: &Tensor, response: &Tensor, rows: &[usize]) -> Result<Tensor> {
+        let x = Tensor::cat(&[prefix, &self.lm.embed(response)?], 0)?.unsqueeze(0)?;
+        let t = x.dim(1)?;
+        let positions = vec![(0..t as u32).collect::<Vec<_>>()];
+        let h = self.lm.hidden_states(&x, &positions, &[0])?;
+        let rows32: Vec<u32> = rows.iter().map(|&r| r as u32).collect();
+        let idx = Tensor::new(rows32.as_slice(), h.device())?;
+        Ok(self.lm.head(&h.index_select(&idx, 1)?)?.squeeze(0)?)
     }
 }
 

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use candle_core::{DType, Device, Tensor};
 use image::{Rgb, RgbImage};
+use rediff_core::image_io::SourceImage;
 use rediff_core::model::{ModelBackend, Prompt};
 use rediff_llada_v::prompt::IMAGE_PLACEHOLDER;
 use rediff_llada_v::testing::{published_tensor_shapes, write_random_checkpoint, TinySpec};
@@ -68,7 +69,11 @@ fn loads_every_tensor_and_runs_a_forward_pass() {
     let prompts: Vec<Prompt> = [(384, 384), (500, 260)]
         .iter()
         .map(|&(w, h)| Prompt {
-            image: Arc::new(RgbImage::from_fn(w, h, |x, y| Rgb([x as u8, y as u8, 128]))),
+            image: Some(Arc::new(SourceImage::from_rgb(RgbImage::from_fn(
+                w,
+                h,
+                |x, y| Rgb([x as u8, y as u8, 128]),
+            )))),
             ids: ids.clone(),
         })
         .collect();
@@ -103,7 +108,11 @@ fn a_single_file_checkpoint_loads_in_bf16() {
     };
     let model = LladaVBackend::load(dir.path(), opts).unwrap();
     let prompt = Prompt {
-        image: Arc::new(RgbImage::from_pixel(300, 300, Rgb([9, 99, 199]))),
+        image: Some(Arc::new(SourceImage::from_rgb(RgbImage::from_pixel(
+            300,
+            300,
+            Rgb([9, 99, 199]),
+        )))),
         ids: model.prompt_ids("describe the image .").unwrap(),
     };
     let ctx = model.encode_prompts(&[prompt]).unwrap();

@@ -10,6 +10,8 @@
 //! image_root = "data/images"                         # required
 //! tokenizer = "data/tokenizer.json"                  # optional, default: the model's own
 //! max_samples = 1000                                 # optional, default all
+//! turns = "first"                                    # optional: "first" or "each"
+//! vicrit_equal_tokens = false                        # optional: the reference's ViCrit filter
 //! ```
 //!
 //! Each file is a JSON array or JSON Lines; each record is detected by its
@@ -22,7 +24,7 @@
 use std::path::{Path, PathBuf};
 
 use rediff_core::data::{DataContext, DataSource, Sample, Split};
-use rediff_core::formats::read_reference_samples;
+use rediff_core::formats::{read_reference_samples_with, ReferenceRecord, Turns};
 use rediff_core::registry::BuildContext;
 use rediff_core::tokens::TextTokenizer;
 use rediff_core::{Error, Result};
@@ -50,6 +52,15 @@ pub struct ConversationsOptions {
     /// Default: all.
     #[serde(default)]
     pub max_samples: Option<usize>,
+    /// Which turns of a multi-turn conversation become samples: `first`
+    /// (default) or `each` (see [`Turns`]).
+    #[serde(default)]
+    pub turns: Turns,
+    /// Keep a ViCrit record only when its two captions and its two spans
+    /// have equal token counts under `tokenizer`, as the reference's
+    /// `preprocess_vicrit.py` does. Default false.
+    #[serde(default)]
+    pub vicrit_equal_tokens: bool,
 }
 
 /// The `conversations` data source.
@@ -58,6 +69,8 @@ pub struct Conversations {
     eval_files: Vec<PathBuf>,
     image_root: PathBuf,
     max_samples: Option<usize>,
+    turns: Turns,
+    vicrit_equal_tokens: bool,
     tokenizer: Option<TextTokenizer>,
     prepared: Option<(Vec<Sample>, Vec<Sample>)>,
 }
@@ -91,6 +104,13 @@ impl Conversations {
         if options.max_samples == Some(0) {
             return Err("max_samples must be positive (leave it out for all samples)".into());
         }
+        if options.vicrit_equal_tokens && options.tokenizer.is_none() {
+            return Err(
+                "vicrit_equal_tokens counts tokens with `tokenizer`: name one (for a \
+checkpoint, its tokenizer.json)"
+                    .into(),
+            );
+        }
         let all = |files: &[PathBuf]| {
             files
                 .iter()
@@ -112,6 +132,8 @@ impl Conversations {
             eval_files: all(&options.eval)?,
             image_root: absolute(&options.image_root)?,
             max_samples: options.max_samples,
+            turns: options.turns,
+            vicrit_equal_tokens: options.vicrit_equal_tokens,
             tokenizer,
             prepared: None,
         })
@@ -124,7 +146,8 @@ impl Conversations {
             if out.len() >= limit {
                 break;
             }
-            let samples = read_reference_samples(file, &self.image_root)?;
+            let samples =
+                read_reference_samples_with(file, &self.image_root, self.turns, |r| self.keep(r))?;
             for s in samples.into_iter().take(limit - out.len()) {
                 if !s.image.is_file() {
                     return Err(Error::Image {
@@ -141,6 +164,21 @@ impl Conversations {
             }
         }
         Ok(out)
+    }
+}
+
+impl Conversations {
+    /// The reference's ViCrit filter (when enabled): equal token counts of
+    /// the captions and of the spans.
+    fn keep(&self, record: &ReferenceRecord) -> Result<bool> {
+        let (ReferenceRecord::Vicrit(v), true, Some(tk)) =
+            (record, self.vicrit_equal_tokens, &self.tokenizer)
+        else {
+            return Ok(true);
+        };
+        let n = |t: &str| tk.encode(t).map(|ids| ids.len());
+        Ok(n(&v.original_caption)? == n(&v.changed_caption)?
+            && n(&v.solution_original)? == n(&v.solution_target)?)
     }
 }
 
@@ -232,6 +270,8 @@ mod tests {
             image_root: dir.join("images"),
             tokenizer: None,
             max_samples: None,
+            turns: Turns::First,
+            vicrit_equal_tokens: false,
         }
     }
 
@@ -387,5 +427,79 @@ mod tests {
         assert_eq!(src.tokenizer().unwrap().vocab_size(), 2);
         src.prepare(&ctx(d)).unwrap();
         assert!(d.join("run/data/tokenizer.json").is_file());
+    }
+
+    #[test]
+    fn each_turn_of_a_conversation_can_be_a_sample() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        png(&d.join("images/a.png"));
+        let mut c = conversation("9", "a.png");
+        c.conversations.push(rediff_core::formats::Turn {
+            from: "human".into(),
+            value: "and the colour ?".into(),
+        });
+        c.conversations.push(rediff_core::formats::Turn {
+            from: "gpt".into(),
+            value: "it is green .".into(),
+        });
+        c.revise = vec![rediff_core::data::RevisePair {
+            org: "green".into(),
+            target: "blue".into(),
+        }];
+        write_conversations(&d.join("t.json"), &[c]).unwrap();
+        let mut first = Conversations::new(options(d, &["t.json"], &[])).unwrap();
+        first.prepare(&ctx(d)).unwrap();
+        assert_eq!(first.samples(Split::Train).unwrap().len(), 1);
+        let mut each = Conversations::new(ConversationsOptions {
+            turns: Turns::Each,
+            ..options(d, &["t.json"], &[])
+        })
+        .unwrap();
+        each.prepare(&ctx(d)).unwrap();
+        let s = each.samples(Split::Train).unwrap();
+        assert_eq!(s.len(), 2);
+        assert_eq!(
+            (s[1].id.as_str(), s[1].question.as_str()),
+            ("9#2", "and the colour ?")
+        );
+        assert_eq!(
+            (s[1].answer.as_str(), s[1].revise.len(), s[0].revise.len()),
+            ("it is green .", 1, 0)
+        );
+    }
+
+    #[test]
+    fn the_reference_vicrit_filter_keeps_equal_token_counts_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        png(&d.join("images/c.png"));
+        let tk = TextTokenizer::word_level(&["a", "red", "blue", "dark", "circle", "."]).unwrap();
+        tk.save(&d.join("tk.json")).unwrap();
+        let mut longer = vicrit("c.png");
+        longer.original_caption = "a dark blue circle .".into();
+        longer.solution_original = "dark blue".into();
+        write_vicrit(&d.join("v.jsonl"), &[vicrit("c.png"), longer]).unwrap();
+        let base = ConversationsOptions {
+            tokenizer: Some(d.join("tk.json")),
+            ..options(d, &["v.jsonl"], &[])
+        };
+        let mut all = Conversations::new(base.clone()).unwrap();
+        all.prepare(&ctx(d)).unwrap();
+        assert_eq!(all.samples(Split::Train).unwrap().len(), 2);
+        let mut filtered = Conversations::new(ConversationsOptions {
+            vicrit_equal_tokens: true,
+            ..base
+        })
+        .unwrap();
+        filtered.prepare(&ctx(d)).unwrap();
+        assert_eq!(filtered.samples(Split::Train).unwrap().len(), 1);
+        let err = Conversations::new(ConversationsOptions {
+            vicrit_equal_tokens: true,
+            ..options(d, &["v.jsonl"], &[])
+        })
+        .err()
+        .unwrap();
+        assert!(err.contains("tokenizer"), "{err}");
     }
 }

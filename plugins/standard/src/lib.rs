@@ -95,7 +95,7 @@ impl Plugin for StandardPlugin {
         )?;
         r.policy(
             "refine",
-            "ReDiff refinement: rewrite decoded tokens from step `start`, optionally top `topk` share",
+            "ReDiff refinement: rewrite decoded tokens (the last `revise_start` share of the steps; top `topk` share)",
             |spec, _| Ok(Arc::new(Refine::new(spec.options()?).map_err(|m| spec.error(m))?)),
         )?;
         Ok(())

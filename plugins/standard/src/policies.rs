@@ -1,7 +1,6 @@
 //! Refinement policies.
 
-use rediff_core::policy::{RefinementPolicy, RevisionCandidate};
-use rediff_core::sampler::top_k_by_confidence;
+use rediff_core::policy::{RefinementPolicy, RevisionContext};
 use serde::Deserialize;
 
 /// `none` takes no options.
@@ -14,7 +13,7 @@ pub(crate) struct NoOptions {}
 pub struct NoRefinement;
 
 impl RefinementPolicy for NoRefinement {
-    fn select(&self, _step: usize, _candidates: &[RevisionCandidate]) -> Vec<usize> {
+    fn select(&self, _ctx: &RevisionContext<'_>) -> Vec<usize> {
         Vec::new()
     }
 
@@ -23,47 +22,70 @@ impl RefinementPolicy for NoRefinement {
     }
 }
 
-/// Options of the `refine` policy.
+/// Options of the `refine` policy (the reference's `revise_*` arguments).
 #[derive(Debug, Clone, Copy, PartialEq, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RefineOptions {
-    /// First step (0-based, within each block) at which decoded tokens are
-    /// revised (the reference's `revise_start`). Default 0.
-    pub start: usize,
-    /// Revise only the top `topk` share (0 < topk <= 1) of decoded positions
-    /// by confidence, rounded up; absent = all of them.
+    /// The share of each block's steps, counted from its end, that revise
+    /// (the reference's `revise_start`): revision starts at step
+    /// `steps - ceil(steps * revise_start)`. Default 1.0: every step.
+    pub revise_start: Option<f64>,
+    /// Alternatively, the first revising step as an index within the block
+    /// (rediff's own option; not with `revise_start`).
+    pub start: Option<usize>,
+    /// Revise only the `floor(n * topk)` most confident of the `n` decoded
+    /// positions (the reference's `revise_topk`; its product is taken in
+    /// float32 as PyTorch does); absent = all of them.
+    #[serde(alias = "revise_topk")]
     pub topk: Option<f64>,
 }
 
-/// ReDiff refinement: every position decoded before the step takes the new
-/// prediction (or only the most confident `topk` share).
+/// ReDiff refinement: positions decoded before the step take the new
+/// prediction (all of them, or the most confident `topk` share), from the
+/// `revise_start` share of the block's steps on.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Refine {
     options: RefineOptions,
 }
 
 impl Refine {
-    /// Validates `topk`.
+    /// Validates the options.
     pub fn new(options: RefineOptions) -> Result<Self, String> {
         if let Some(f) = options.topk {
             if !(f > 0.0 && f <= 1.0) {
                 return Err(format!("topk must lie in (0, 1], got {f}"));
             }
         }
+        if let Some(f) = options.revise_start {
+            if !(0.0..=1.0).contains(&f) {
+                return Err(format!("revise_start must lie in [0, 1], got {f}"));
+            }
+            if options.start.is_some() {
+                return Err("give either revise_start (a share of the steps) or start (a step index), not both".into());
+            }
+        }
         Ok(Self { options })
+    }
+
+    /// The first step (within a block of `steps`) that revises.
+    pub fn first_step(&self, steps: usize) -> usize {
+        match (self.options.start, self.options.revise_start) {
+            (Some(s), _) => s,
+            (None, f) => steps - ((steps as f64 * f.unwrap_or(1.0)).ceil() as usize).min(steps),
+        }
     }
 }
 
 impl RefinementPolicy for Refine {
-    fn select(&self, step: usize, candidates: &[RevisionCandidate]) -> Vec<usize> {
-        if step < self.options.start {
+    fn select(&self, ctx: &RevisionContext<'_>) -> Vec<usize> {
+        if ctx.step < self.first_step(ctx.steps) {
             return Vec::new();
         }
         match self.options.topk {
-            None => candidates.iter().map(|c| c.position).collect(),
+            None => ctx.candidates.iter().map(|c| c.position).collect(),
             Some(f) => {
-                let k = (f * candidates.len() as f64).ceil() as usize;
-                top_k_by_confidence(candidates, k)
+                let k = (ctx.candidates.len() as f32 * f as f32) as usize;
+                ctx.reference_top_k(k)
             }
         }
     }
@@ -72,6 +94,7 @@ impl RefinementPolicy for Refine {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rediff_core::policy::RevisionCandidate;
 
     fn cands() -> Vec<RevisionCandidate> {
         [(0, 0.1), (3, 0.9), (5, 0.5), (6, 0.7)]
@@ -83,44 +106,87 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn refine_rewrites_all_from_start() {
-        let p = Refine::new(RefineOptions {
-            start: 2,
-            topk: None,
+    fn select(p: &Refine, step: usize, steps: usize) -> Vec<usize> {
+        let c = cands();
+        let picks = std::cell::RefCell::new(Vec::new());
+        let mut v = p.select(&RevisionContext {
+            step,
+            steps,
+            candidates: &c,
+            prompt_len: Some(700),
+            gen_length: 8,
+            prompt_picks: &picks,
+        });
+        v.sort_unstable();
+        v
+    }
+
+    fn refine(revise_start: Option<f64>, start: Option<usize>, topk: Option<f64>) -> Refine {
+        Refine::new(RefineOptions {
+            revise_start,
+            start,
+            topk,
         })
-        .unwrap();
-        assert!(p.select(0, &cands()).is_empty());
-        assert!(p.select(1, &cands()).is_empty());
-        assert_eq!(p.select(2, &cands()), vec![0, 3, 5, 6]);
-        assert_eq!(p.select(9, &cands()), vec![0, 3, 5, 6]);
+        .unwrap()
     }
 
     #[test]
-    fn refine_topk_takes_the_most_confident_share() {
-        let p = Refine::new(RefineOptions {
-            start: 0,
-            topk: Some(0.5),
-        })
-        .unwrap();
-        assert_eq!(p.select(0, &cands()), vec![3, 6]);
-        // ceil(0.3 * 4) = 2
-        let p = Refine::new(RefineOptions {
-            start: 0,
-            topk: Some(0.3),
-        })
-        .unwrap();
-        assert_eq!(p.select(0, &cands()), vec![3, 6]);
-        assert!(Refine::new(RefineOptions {
-            start: 0,
-            topk: Some(0.0)
-        })
-        .is_err());
+    fn revise_start_is_a_share_of_the_block_steps_from_the_end() {
+        // Default 1.0: from step 0.
+        assert_eq!(select(&refine(None, None, None), 0, 8), vec![0, 3, 5, 6]);
+        // 0.6 of 8 steps: 8 - ceil(4.8) = 3.
+        let p = refine(Some(0.6), None, None);
+        assert_eq!(p.first_step(8), 3);
+        assert!(select(&p, 2, 8).is_empty());
+        assert_eq!(select(&p, 3, 8), vec![0, 3, 5, 6]);
+        // 0.5 of 16: from 8; 0 never revises.
+        assert_eq!(refine(Some(0.5), None, None).first_step(16), 8);
+        assert_eq!(refine(Some(0.0), None, None).first_step(16), 16);
+        // An absolute start.
+        assert_eq!(refine(None, Some(2), None).first_step(16), 2);
+    }
+
+    #[test]
+    fn topk_keeps_the_floor_of_the_share_most_confident() {
+        // floor(4 * 0.5) = 2: positions 3 (0.9) and 6 (0.7).
+        assert_eq!(select(&refine(None, None, Some(0.5)), 0, 4), vec![3, 6]);
+        // floor(4 * 0.3) = 1 (the reference's int(), not a ceiling).
+        assert_eq!(select(&refine(None, None, Some(0.3)), 0, 4), vec![3]);
+        // floor(4 * 0.2) = 0: nothing.
+        assert!(select(&refine(None, None, Some(0.2)), 0, 4).is_empty());
+    }
+
+    #[test]
+    fn bad_options_are_refused() {
+        let bad = |o: RefineOptions| Refine::new(o).is_err();
+        assert!(bad(RefineOptions {
+            topk: Some(0.0),
+            ..Default::default()
+        }));
+        assert!(bad(RefineOptions {
+            revise_start: Some(1.5),
+            ..Default::default()
+        }));
+        assert!(bad(RefineOptions {
+            revise_start: Some(0.5),
+            start: Some(1),
+            ..Default::default()
+        }));
     }
 
     #[test]
     fn none_never_revises() {
-        assert!(NoRefinement.select(3, &cands()).is_empty());
+        let c = cands();
+        let picks = std::cell::RefCell::new(Vec::new());
+        let ctx = RevisionContext {
+            step: 3,
+            steps: 4,
+            candidates: &c,
+            prompt_len: None,
+            gen_length: 8,
+            prompt_picks: &picks,
+        };
+        assert!(NoRefinement.select(&ctx).is_empty());
         assert!(!NoRefinement.revises());
     }
 }

@@ -8,7 +8,7 @@ use rediff_core::synth::{
 };
 use serde::Deserialize;
 
-use rediff_core::spans::locate_pairs;
+use rediff_core::spans::{locate_pairs, locate_pairs_reference};
 
 /// Options of the `masked` synthesizer (none).
 #[derive(Debug, Clone, Copy, Default, Deserialize)]
@@ -74,6 +74,19 @@ impl ErrorSynthesizer for Masked {
     }
 }
 
+/// Which ids random replacement draws.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReplacementIds {
+    /// Every id that is not a special token (rediff's default).
+    #[default]
+    NonSpecial,
+    /// `1 ..= vocab - 1001`, as the reference draws them
+    /// (`torch.randint(1, vocab_size - 1000)`; LLaDA's special tokens sit
+    /// in the top 1000 ids).
+    Reference,
+}
+
 /// Options of `random-replace`.
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -86,6 +99,9 @@ pub struct RandomReplaceOptions {
     /// weigh up to 1000x the others and training noisy on small budgets; a
     /// floor caps that. Default 0: exactly the paper's loss.
     pub loss_p_floor: f32,
+    /// `non-special` (default) or `reference` (ids `1 ..= vocab - 1001`
+    /// without a special-token filter, as the reference code draws them).
+    pub ids: ReplacementIds,
 }
 
 impl Default for RandomReplaceOptions {
@@ -93,6 +109,7 @@ impl Default for RandomReplaceOptions {
         Self {
             rate: 0.05,
             loss_p_floor: 0.0,
+            ids: ReplacementIds::NonSpecial,
         }
     }
 }
@@ -105,6 +122,7 @@ impl Default for RandomReplaceOptions {
 pub struct RandomReplace {
     rate: f32,
     loss_p_floor: f32,
+    ids: ReplacementIds,
 }
 
 impl RandomReplace {
@@ -122,7 +140,29 @@ impl RandomReplace {
         Ok(Self {
             rate: options.rate,
             loss_p_floor: options.loss_p_floor,
+            ids: options.ids,
         })
+    }
+
+    /// Draws one replacement id.
+    fn draw(&self, ctx: &SynthContext<'_>, rng: &mut dyn RngCore) -> rediff_core::Result<u32> {
+        match self.ids {
+            ReplacementIds::NonSpecial => Ok(ordinary_token(ctx, rng)),
+            ReplacementIds::Reference => {
+                let high = ctx
+                    .vocab_size
+                    .checked_sub(1000)
+                    .filter(|&h| h > 1)
+                    .ok_or_else(|| {
+                        rediff_core::Error::invalid(format!(
+                            "random-replace ids = \"reference\" draws from 1..vocab-1000, \
+but the vocabulary has only {} ids",
+                            ctx.vocab_size
+                        ))
+                    })?;
+                Ok(rng.random_range(1..high as u32))
+            }
+        }
     }
 }
 
@@ -157,7 +197,7 @@ impl ErrorSynthesizer for RandomReplace {
                 input[i] = ctx.special.mask;
                 m.push(i);
             } else if rng.random::<f32>() < self.rate {
-                input[i] = ordinary_token(ctx, rng);
+                input[i] = self.draw(ctx, rng)?;
                 r.push(i);
             } else {
                 k.push(i);
@@ -192,6 +232,32 @@ impl ErrorSynthesizer for RandomReplace {
     }
 }
 
+/// Where `span-pairs` looks for each pair's `org`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SpanSearch {
+    /// In the answer, as `org` or `" " + org` (rediff's default).
+    #[default]
+    Answer,
+    /// As the reference: the leading-space form only (`"dummy " + org`,
+    /// first id dropped), first occurrence in `[prompt | answer]`; a pair
+    /// found first in the prompt is dropped (`pair_in_prompt`).
+    Reference,
+}
+
+/// What `span-pairs` does with a sample none of whose pairs could be located.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Unlocated {
+    /// Skip it (counted as `no_usable_pair`; rediff's default).
+    #[default]
+    Skip,
+    /// Train it as a clean sample with random replacement (`clean`
+    /// options), as the reference does: its (hallucinated) answer becomes
+    /// the target.
+    Clean,
+}
+
 /// Options of `span-pairs`.
 #[derive(Debug, Clone, Copy, PartialEq, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -205,6 +271,13 @@ pub struct SpanPairsOptions {
     /// sampler revises in). The loss stays on the revise spans. Default 0:
     /// no masking, as the reference.
     pub mask_context: f32,
+    /// `answer` (default) or `reference` (see [`SpanSearch`]).
+    pub search: SpanSearch,
+    /// `skip` (default) or `clean` (see [`Unlocated`]).
+    pub unlocated: Unlocated,
+    /// The random replacement applied with `unlocated = "clean"`
+    /// (`random-replace`'s options; default rate 0.05).
+    pub clean: RandomReplaceOptions,
 }
 
 /// Hallucination errors: the response holds wrong spans; each pair's `org`
@@ -214,6 +287,7 @@ pub struct SpanPairsOptions {
 #[derive(Debug, Clone, Copy)]
 pub struct SpanPairs {
     options: SpanPairsOptions,
+    clean: RandomReplace,
 }
 
 impl SpanPairs {
@@ -225,7 +299,10 @@ impl SpanPairs {
                 options.mask_context
             ));
         }
-        Ok(Self { options })
+        Ok(Self {
+            options,
+            clean: RandomReplace::new(options.clean)?,
+        })
     }
 }
 
@@ -242,14 +319,20 @@ impl ErrorSynthesizer for SpanPairs {
         rng: &mut dyn RngCore,
     ) -> rediff_core::Result<Corruption> {
         let answer = &sample.response[..sample.answer_len];
-        let located = locate_pairs(ctx.tokenizer, answer, &sample.revise)?;
+        let located = match self.options.search {
+            SpanSearch::Answer => locate_pairs(ctx.tokenizer, answer, &sample.revise)?,
+            SpanSearch::Reference => {
+                locate_pairs_reference(ctx.tokenizer, &sample.prompt, answer, &sample.revise)?
+            }
+        };
         let mut dropped = located.dropped;
         if located.revise.is_empty() {
             dropped.push(SkipReason::NoUsablePair);
-            return Ok(Corruption {
-                sample: None,
-                dropped,
-            });
+            let sample = match self.options.unlocated {
+                Unlocated::Skip => None,
+                Unlocated::Clean => self.clean.corrupt(sample, p, ctx, rng)?.sample,
+            };
+            return Ok(Corruption { sample, dropped });
         }
         let mut labels = sample.response.clone();
         let mut positions = Vec::with_capacity(located.revise.len());
@@ -338,6 +421,7 @@ mod tests {
         // "a red circle" + eot padding to 6.
         TokenizedSample {
             response: vec![0, 1, 3, 6, 6, 6],
+            prompt: vec![4, 2],
             answer_len: 3,
             answer: "a red circle".into(),
             revise,
@@ -350,7 +434,7 @@ mod tests {
         let (ctx, sp) = (fx.ctx(), &fx.special);
         let synth = RandomReplace::new(RandomReplaceOptions {
             rate: 0.5,
-            loss_p_floor: 0.0,
+            ..Default::default()
         })
         .unwrap();
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
@@ -381,6 +465,7 @@ mod tests {
         let floored = RandomReplace::new(RandomReplaceOptions {
             rate: 0.5,
             loss_p_floor: 0.5,
+            ..Default::default()
         })
         .unwrap();
         let c = floored
@@ -391,6 +476,103 @@ mod tests {
         for g in &c.groups {
             assert_eq!(g.weight, group_mean_weight(g.positions.len(), 0.5));
         }
+    }
+
+    #[test]
+    fn reference_replacement_ids_are_one_to_vocab_minus_1001() {
+        let fx = Fixture::new();
+        let mut ctx = fx.ctx();
+        ctx.vocab_size = 1003;
+        let synth = RandomReplace::new(RandomReplaceOptions {
+            rate: 1.0,
+            ids: ReplacementIds::Reference,
+            ..Default::default()
+        })
+        .unwrap();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..200 {
+            let c = synth
+                .corrupt(&sample(vec![]), 0.001, &ctx, &mut rng)
+                .unwrap()
+                .sample
+                .unwrap();
+            for g in c.groups.iter().filter(|g| g.role == GroupRole::Replaced) {
+                seen.extend(g.positions.iter().map(|&i| c.input[i]));
+            }
+        }
+        // randint(1, 1003 - 1000) draws 1 and 2 only (special ids 6 and 7 too, were they in range).
+        assert_eq!(seen.into_iter().collect::<Vec<_>>(), vec![1, 2]);
+        ctx.vocab_size = 8;
+        let err = synth
+            .corrupt(&sample(vec![]), 0.001, &ctx, &mut rng)
+            .unwrap_err();
+        assert!(err.to_string().contains("reference"), "{err}");
+    }
+
+    #[test]
+    fn reference_span_search_covers_the_prompt_and_the_space_form_only() {
+        let fx = Fixture::new();
+        let ctx = fx.ctx();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+        let pair = |org: &str, target: &str| RevisePair {
+            org: org.into(),
+            target: target.into(),
+        };
+        let reference = SpanPairs::new(SpanPairsOptions {
+            search: SpanSearch::Reference,
+            ..Default::default()
+        })
+        .unwrap();
+        // Prompt [square, blue], answer "a red circle": "blue" is first in the
+        // prompt, "red" in the answer (sequence index 3).
+        let out = reference
+            .corrupt(
+                &sample(vec![pair("blue", "red"), pair("red", "blue")]),
+                0.5,
+                &ctx,
+                &mut rng,
+            )
+            .unwrap();
+        assert_eq!(out.dropped, vec![SkipReason::PairInPrompt]);
+        assert_eq!(out.sample.unwrap().labels, vec![0, 2, 3, 6, 6, 6]);
+        // A match at sequence index 0 is not found, as in the reference.
+        let mut s = sample(vec![pair("square", "circle")]);
+        s.prompt = vec![4];
+        let out = reference.corrupt(&s, 0.5, &ctx, &mut rng).unwrap();
+        assert_eq!(
+            out.dropped,
+            vec![SkipReason::PairNotFound, SkipReason::NoUsablePair]
+        );
+        assert!(out.sample.is_none());
+    }
+
+    #[test]
+    fn unlocated_samples_can_train_clean_like_the_reference() {
+        let fx = Fixture::new();
+        let ctx = fx.ctx();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(2);
+        let synth = SpanPairs::new(SpanPairsOptions {
+            unlocated: Unlocated::Clean,
+            ..Default::default()
+        })
+        .unwrap();
+        let bad = vec![RevisePair {
+            org: "square".into(),
+            target: "blue".into(),
+        }];
+        let out = synth.corrupt(&sample(bad), 0.5, &ctx, &mut rng).unwrap();
+        assert_eq!(
+            out.dropped,
+            vec![SkipReason::PairNotFound, SkipReason::NoUsablePair]
+        );
+        let c = out.sample.expect("trained as a clean sample");
+        assert_eq!(c.labels, sample(vec![]).response);
+        let roles: Vec<GroupRole> = c.groups.iter().map(|g| g.role).collect();
+        assert_eq!(
+            roles,
+            vec![GroupRole::Masked, GroupRole::Replaced, GroupRole::Kept]
+        );
     }
 
     #[test]

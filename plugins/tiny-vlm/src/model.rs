@@ -342,7 +342,15 @@ impl ModelBackend for TinyVlmBackend {
                 self.model.cfg.arch.max_prompt_len
             )));
         }
-        let images: Vec<&RgbImage> = prompts.iter().map(|p| p.image.as_ref()).collect();
+        let images: Vec<&RgbImage> = prompts
+            .iter()
+            .map(|p| {
+                p.image
+                    .as_deref()
+                    .map(|i| i.rgb())
+                    .ok_or_else(|| Error::invalid("tiny-vlm needs an image in every prompt"))
+            })
+            .collect::<Result<_>>()?;
         let patches = patchify(&images, &self.model.cfg, &self.device)?;
         let ids: Vec<u32> = prompts.iter().flat_map(|p| p.ids.iter().copied()).collect();
         let ids = Tensor::from_vec(ids, (prompts.len(), lp), &self.device)?;

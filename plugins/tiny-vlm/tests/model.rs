@@ -7,6 +7,7 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use image::RgbImage;
 use rediff_core::checkpoint::{load_varmap, save_varmap};
+use rediff_core::image_io::SourceImage;
 use rediff_core::loss::weighted_loss;
 use rediff_core::model::{ModelBackend, Prompt};
 use rediff_core::seeded_init::seeded_var_builder;
@@ -39,9 +40,11 @@ fn small_config() -> TinyVlmConfig {
 fn prompts(model: &TinyVlmBackend, n: usize) -> Vec<Prompt> {
     (0..n)
         .map(|i| Prompt {
-            image: Arc::new(RgbImage::from_fn(24, 24, |x, y| {
-                image::Rgb([(x * 10 + i as u32) as u8, (y * 10) as u8, 99])
-            })),
+            image: Some(Arc::new(SourceImage::from_rgb(RgbImage::from_fn(
+                24,
+                24,
+                |x, y| image::Rgb([(x * 10 + i as u32) as u8, (y * 10) as u8, 99]),
+            )))),
             ids: model.prompt_ids("describe the image .").unwrap(),
         })
         .collect()
