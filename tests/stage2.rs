@@ -41,11 +41,7 @@ impl ExpertCorrector for Counting {
             .push((r.id.clone(), r.draft.clone()));
         let n = self.0.seen.fetch_add(1, Ordering::SeqCst) + 1;
         if self.0.fail_every > 0 && n % self.0.fail_every == 0 {
-            return Err(ExpertError {
-                retryable: true,
-                fatal: false,
-                message: "HTTP 503 (planted)".into(),
-            });
+            return Err(ExpertError::new(true, "HTTP 503 (planted)").with_kind("http-503"));
         }
         rediff_shapes::Oracle::default().review(r).await
     }
@@ -85,6 +81,7 @@ fn run(out: &Path, resume: bool, counter: &Arc<Counter>) -> Report {
     let options = RunOptions {
         out_dir: out.to_path_buf(),
         resume,
+        retry_all: false,
         progress: false,
         interrupt: Arc::default(),
     };

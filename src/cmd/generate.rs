@@ -235,7 +235,7 @@ fn caption_one(args: &GenerateArgs, sampler: &Sampler<'_>, image: &Path) -> anyh
     let context = model.encode_prompts(&[prompt])?;
     let mut rng = rng::stream(args.seed, "generate", 0);
     let color = std::io::stdout().is_terminal();
-    let mut trace = |ev: &StepEvent| println!("{}", render_step(ev, model, color));
+    let mut trace = |ev: &StepEvent| outln!("{}", render_step(ev, model, color));
     let gen = sampler
         .generate(
             &context,
@@ -246,12 +246,13 @@ fn caption_one(args: &GenerateArgs, sampler: &Sampler<'_>, image: &Path) -> anyh
     let out = cut_at_eot(&gen.responses[0], model.special_tokens().eot);
     let caption = model.tokenizer().decode(out)?;
     if args.trace {
-        println!(
+        outln!(
             "{} forward passes, {} tokens revised",
-            gen.forward_passes, gen.revisions[0]
+            gen.forward_passes,
+            gen.revisions[0]
         );
     }
-    println!("{caption}");
+    outln!("{caption}");
     Ok(())
 }
 
@@ -338,7 +339,7 @@ fn caption_directory(
     }
     write_predictions(out, &preds)?;
     let seconds = started.elapsed().as_secs_f64();
-    println!(
+    outln!(
         "captioned {} images in {seconds:.1} s ({:.1} images/s, {:.2} revisions per caption); wrote {}",
         preds.len(),
         preds.len() as f64 / seconds.max(1e-9),
