@@ -3,6 +3,15 @@
 //! The binary only parses arguments and reports errors; everything else is
 //! in `rediff-core` and the plugin crates.
 
+/// `println!` that never panics: when stdout is closed (`rediff ... | head`)
+/// the rest of the output is dropped and the command finishes normally.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
 mod cmd;
 mod registry;
 

@@ -149,3 +149,110 @@ fn truncated_checkpoint_names_the_file() {
         .unwrap();
     assert_clean_failure(&out, &["config.json"]);
 }
+
+#[test]
+fn openai_options_are_checked_at_check_time_with_their_place() {
+    // (options after kind, the value the error points at, what it says)
+    let cases = [
+        (
+            "base_url = \"http://h/v1\", model = \"m\", timeout_s = inf",
+            "inf",
+            "timeout_s must be a number of seconds in (0, 3600]",
+        ),
+        (
+            "base_url = \"http://h/v1\", model = \"m\", max_concurrency = 0",
+            "0 }",
+            "max_concurrency must be at least 1",
+        ),
+        (
+            "base_url = \"localhost:8000/v1\", model = \"m\"",
+            "\"localhost",
+            "http:// or https://",
+        ),
+        (
+            "base_url = \"\", model = \"m\"",
+            "\"\"",
+            "base_url is empty",
+        ),
+        (
+            "base_url = \"http://h/v1\", model = \"m\", api_key_env = \"\"",
+            "\"\" }",
+            "api_key_env is empty",
+        ),
+        (
+            "base_url = \"http://h/v1\", model = \"m\", headers_env = { \"api-key\" = \"\" }",
+            "{ \"api-key\"",
+            "headers_env names no variable",
+        ),
+        (
+            "base_url = \"http://h/v1\", model = \"m\", headers = { \"api-key\" = \"k-123\" }",
+            "{ \"api-key\"",
+            "use headers_env",
+        ),
+        (
+            "base_url = \"http://h/v1\", model = \"m\", image = \"jpeg\"",
+            "\"jpeg\"",
+            "expected `data_url` or `none`",
+        ),
+        (
+            "base_url = \"http://h/v1\", model = \"m\", token_field = \"max_token\"",
+            "\"max_token\"",
+            "expected one of `max_tokens`, `max_completion_tokens`, `both`",
+        ),
+    ];
+    for (options, at, message) in cases {
+        let expert = format!("expert = {{ kind = \"openai\", {options} }}");
+        let text = TINY.replace("expert = { kind = \"oracle\" }", &expert);
+        let line = line_of(&text, "kind = \"openai\"");
+        let column = expert.find(at).unwrap() + 1;
+        assert_clean_failure(
+            &check(&text),
+            &[&format!("p.toml:{line}:{column}:"), message],
+        );
+    }
+    let text = TINY.replace(
+        "stage1_share = 0.5",
+        "stage1_share = 0.5\nmin_reviewed = 2.0",
+    );
+    let line = line_of(&text, "min_reviewed");
+    assert_clean_failure(
+        &check(&text),
+        &[
+            &format!("p.toml:{line}:16:"),
+            "min_reviewed must lie in [0, 1]",
+        ],
+    );
+}
+
+#[test]
+fn a_closed_stdout_ends_output_quietly() {
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = write(dir.path(), "p.toml", TINY);
+    let out = dir.path().join("run");
+    let runs: [&[&str]; 3] = [
+        &["components"],
+        &["check", pipeline.to_str().unwrap()],
+        &[
+            "run",
+            pipeline.to_str().unwrap(),
+            "--dry-run",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    ];
+    for args in runs {
+        let mut child = rediff()
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The reader goes away before the command prints (`rediff ... | head -0`).
+        drop(child.stdout.take());
+        let output = child.wait_with_output().unwrap();
+        let (_, err) = texts(&output);
+        assert!(output.status.success(), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+}

@@ -1,7 +1,8 @@
 //! The `openai` expert in whole Stage II runs against fake servers on
-//! loopback: the API key appears nowhere a run writes, a server that fails
-//! 30% of requests crashes nothing and `--resume` retries only the failed
-//! items, and the concurrency limit holds.
+//! loopback: the API key and `headers_env` values appear nowhere a run
+//! writes or prints, a server that fails 30% of requests crashes nothing
+//! and `--resume` retries only the failed items, and the concurrency limit
+//! holds.
 
 mod common;
 
@@ -18,6 +19,8 @@ use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 const KEY_VAR: &str = "REDIFF_TEST_E2E_KEY";
 const KEY: &str = "sk-e2e-Sup3rSecretValue-never-print";
+const HEADER_VAR: &str = "REDIFF_TEST_E2E_AZURE_KEY";
+const HEADER_KEY: &str = "azure-0ther-Secret-never-print";
 
 fn completion(content: &str) -> ResponseTemplate {
     ResponseTemplate::new(200).set_body_json(json!({
@@ -87,11 +90,21 @@ fn pipeline(dir: &Path, server: &MockServer, drafts: usize, extra: &str) -> std:
 fn run(pipeline: &Path, out: &Path, extra: &[&str]) -> (bool, String) {
     let output = common::run_command(pipeline, out, extra)
         .env(KEY_VAR, KEY)
+        .env(HEADER_VAR, HEADER_KEY)
         .env("RUST_LOG", "debug")
         .output()
         .unwrap();
     let (o, e) = texts(&output);
     (output.status.success(), format!("{o}\n{e}"))
+}
+
+fn assert_no_secret(what: &str, text: &[u8]) {
+    for secret in [KEY, HEADER_KEY] {
+        assert!(
+            !text.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "a secret is in {what}"
+        );
+    }
 }
 
 fn reviews(out: &Path) -> Vec<ReviewRecord> {
@@ -120,10 +133,11 @@ fn files_below(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stage2_round_never_leaks_the_api_key() {
+async fn a_stage2_round_never_leaks_the_api_key_or_header_secrets() {
     let server = server_with(Honest).await;
     let dir = tempfile::tempdir().unwrap();
-    let p = pipeline(dir.path(), &server, 24, "");
+    let extra = format!(", headers = {{ \"OpenAI-Organization\" = \"org-visible\" }}, headers_env = {{ \"api-key\" = \"{HEADER_VAR}\" }}");
+    let p = pipeline(dir.path(), &server, 24, &extra);
     let out = dir.path().join("run");
     let (ok, logs) = run(&p, &out, &[]);
     assert!(ok, "{logs}");
@@ -132,28 +146,47 @@ async fn a_stage2_round_never_leaks_the_api_key() {
         records.iter().any(|r| !r.kept_pairs().is_empty()),
         "no correction came back"
     );
-    // Every request carried the key in its header.
+    // Every request carried the key and the header secret in their headers.
     for req in server.received_requests().await.unwrap() {
-        let auth = req.headers.get("authorization").unwrap().to_str().unwrap();
-        assert_eq!(auth, format!("Bearer {KEY}"));
+        let header = |name: &str| req.headers.get(name).unwrap().to_str().unwrap().to_string();
+        assert_eq!(header("authorization"), format!("Bearer {KEY}"));
+        assert_eq!(header("api-key"), HEADER_KEY);
+        assert_eq!(header("openai-organization"), "org-visible");
     }
     let mut files = Vec::new();
     files_below(&out, &mut files);
     assert!(files.len() > 10);
+    assert!(files.iter().any(|f| f.ends_with("pipeline.toml")));
     for f in files {
-        let bytes = std::fs::read(&f).unwrap();
-        assert!(
-            !bytes.windows(KEY.len()).any(|w| w == KEY.as_bytes()),
-            "the key is in {}",
-            f.display()
-        );
+        assert_no_secret(&f.display().to_string(), &std::fs::read(&f).unwrap());
     }
-    assert!(!logs.contains(KEY), "the key is in the logs");
+    assert_no_secret("the logs", logs.as_bytes());
     let report = std::fs::read_to_string(out.join("report.json")).unwrap();
     assert!(
         report.contains("\"prompt_tokens\""),
         "usage is summed into the report"
     );
+    // Nor do check and --dry-run print them; they show the plain header and
+    // the credentials as ***.
+    let check = common::rediff()
+        .arg("check")
+        .arg(&p)
+        .env(KEY_VAR, KEY)
+        .env(HEADER_VAR, HEADER_KEY)
+        .output()
+        .unwrap();
+    assert!(check.status.success());
+    assert_no_secret("check's output", &[check.stdout, check.stderr].concat());
+    let (ok, shown) = run(&p, &dir.path().join("dry"), &["--dry-run"]);
+    assert!(ok, "{shown}");
+    assert_no_secret("--dry-run's output", shown.as_bytes());
+    for line in [
+        "Authorization: Bearer ***",
+        "api-key: ***",
+        "OpenAI-Organization: org-visible",
+    ] {
+        assert!(shown.contains(line), "{line} missing:\n{shown}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -277,7 +310,7 @@ async fn the_concurrency_limit_is_never_exceeded() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dry_run_prints_one_request_with_the_key_redacted_and_sends_nothing() {
+async fn dry_run_prints_one_request_with_the_key_redacted_and_sends_and_writes_nothing() {
     let server = server_with(Honest).await;
     let dir = tempfile::tempdir().unwrap();
     let p = pipeline(dir.path(), &server, 24, "");
@@ -289,5 +322,8 @@ async fn dry_run_prints_one_request_with_the_key_redacted_and_sends_nothing() {
     );
     assert!(out.contains("Bearer ***") && !out.contains(KEY), "{out}");
     assert!(out.contains("\"model\": \"fake\""), "{out}");
+    assert!(out.contains("\"max_tokens\": 1024"), "{out}");
     assert!(server.received_requests().await.unwrap().is_empty());
+    // Nothing is written: not even the run directory.
+    assert!(!dir.path().join("run").exists());
 }

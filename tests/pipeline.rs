@@ -121,6 +121,7 @@ fn interrupted_run_resumes_to_the_same_report() {
     let options = |out: &str, resume: bool, flag: Arc<AtomicBool>| RunOptions {
         out_dir: dir.path().join(out),
         resume,
+        retry_all: false,
         progress: false,
         interrupt: flag,
     };
@@ -200,6 +201,8 @@ fn help_explains_every_flag() {
     for flag in [
         "--out",
         "--resume",
+        "--retry-all",
+        "--dry-run",
         "--seed",
         "--threads",
         "--quiet",

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use common::TINY;
+use common::{copy_dir, TINY};
 use rediff_core::expert::{ExpertCorrector, ExpertError, ExpertReply, ExpertRequest};
 use rediff_core::formats::read_conversations;
 use rediff_core::pipeline::{self, RunOptions};
@@ -41,11 +41,7 @@ impl ExpertCorrector for Counting {
             .push((r.id.clone(), r.draft.clone()));
         let n = self.0.seen.fetch_add(1, Ordering::SeqCst) + 1;
         if self.0.fail_every > 0 && n % self.0.fail_every == 0 {
-            return Err(ExpertError {
-                retryable: true,
-                fatal: false,
-                message: "HTTP 503 (planted)".into(),
-            });
+            return Err(ExpertError::new(true, "HTTP 503 (planted)").with_kind("http-503"));
         }
         rediff_shapes::Oracle::default().review(r).await
     }
@@ -85,6 +81,7 @@ fn run(out: &Path, resume: bool, counter: &Arc<Counter>) -> Report {
     let options = RunOptions {
         out_dir: out.to_path_buf(),
         resume,
+        retry_all: false,
         progress: false,
         interrupt: Arc::default(),
     };
@@ -105,19 +102,6 @@ fn reviews(round_dir: &Path) -> BTreeMap<usize, ReviewRecord> {
         .map(|l| serde_json::from_str::<ReviewRecord>(l).unwrap())
         .map(|r| (r.index, r))
         .collect()
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
 }
 
 /// Keeps the first `keep` lines of a journal plus half of the next one.

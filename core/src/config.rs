@@ -216,6 +216,18 @@ impl ComponentSpec {
         self.source.error(Some(self.span.clone()), message)
     }
 
+    /// A located error about option `key` of this component: it points at
+    /// the key's value, or at the table when the key is absent (a default).
+    pub fn key_error(&self, key: &str, message: impl Into<String>) -> ConfigError {
+        let span = parse_root(&self.source).ok().and_then(|root| {
+            lookup(&root, &self.path)
+                .and_then(|table| table.get_ref().get(key))
+                .map(|value| value.span())
+        });
+        self.source
+            .error(Some(span.unwrap_or(self.span.clone())), message)
+    }
+
     /// The table (with `kind`) as a plain TOML value, for printing.
     pub fn to_toml_value(&self) -> toml::Value {
         let mut table = toml::Table::new();
@@ -322,6 +334,10 @@ pub struct Stage2Config {
     pub expert: ComponentSpec,
     /// Expert requests in flight at most. Default 8.
     pub concurrency: usize,
+    /// Share of the drafts sent to the expert that must come back with a
+    /// usable review (right or revised); below it the round fails, the run
+    /// exits non-zero and the report lists the failures by kind. Default 0.5.
+    pub min_reviewed: f64,
     /// Optimiser steps and learning rate of each round.
     pub settings: StageSettings,
     /// Share of each round's training set drawn from Stage I samples (the
@@ -456,6 +472,8 @@ struct RawStage2 {
     expert: IgnoredAny,
     #[serde(default = "default_concurrency")]
     concurrency: usize,
+    #[serde(default)]
+    min_reviewed: Option<Spanned<f64>>,
     steps: usize,
     #[serde(default)]
     lr: Option<f64>,
@@ -650,6 +668,13 @@ impl PipelineConfig {
                         format!("stage2.stage1_share must lie in [0, 1), got {share}"),
                     ));
                 }
+                let min_reviewed = s.min_reviewed.as_ref().map_or(0.5, |v| *v.get_ref());
+                if !(0.0..=1.0).contains(&min_reviewed) {
+                    return Err(source.error(
+                        s.min_reviewed.as_ref().map(|v| v.span()),
+                        format!("stage2.min_reviewed must lie in [0, 1], got {min_reviewed}"),
+                    ));
+                }
                 let tokens_per_step = match &s.tokens_per_step {
                     Some(list) => {
                         check_tps(list)?;
@@ -700,6 +725,7 @@ impl PipelineConfig {
                     batch_size: s.batch_size.unwrap_or(raw.eval.batch_size).max(1),
                     expert: spec(vec![key("stage2"), key("expert")])?,
                     concurrency: s.concurrency.max(1),
+                    min_reviewed,
                     settings: StageSettings {
                         steps: s.steps,
                         lr: s.lr,
@@ -885,6 +911,7 @@ steps = 5
         assert_eq!(s2.expert.kind(), "oracle");
         assert_eq!(s2.stage1_share, 0.0);
         assert_eq!(s2.concurrency, 8);
+        assert_eq!(s2.min_reviewed, 0.5);
         // Stage I's synthesizers by default, listed once.
         assert_eq!(s2.synthesizers[1].path(), "stage1.synthesizers[1]");
         let kinds: Vec<_> = cfg.components().iter().map(|c| c.0.clone()).collect();
@@ -903,6 +930,15 @@ steps = 5
             + 1;
         assert_eq!(err.line, line);
         assert!(err.message.contains("[0, 1)"), "{err}");
+        let text = with_stage2("min_reviewed = 1.5");
+        let err = PipelineConfig::parse("p.toml", &text).unwrap_err();
+        let line = text
+            .lines()
+            .position(|l| l.contains("min_reviewed"))
+            .unwrap()
+            + 1;
+        assert_eq!((err.line, err.column), (line, 16), "{err}");
+        assert!(err.message.contains("[0, 1]"), "{err}");
         let text = with_stage2("tokens_per_step = [3]");
         let err = PipelineConfig::parse("p.toml", &text).unwrap_err();
         assert!(err.message.contains("tokens_per_step 3"), "{err}");
@@ -939,6 +975,20 @@ steps = 5
         let err = PipelineConfig::parse("p.toml", &text.replace("path = \"libs", "file = \"libs"))
             .unwrap_err();
         assert!(err.message.contains("unknown field `file`"), "{err}");
+    }
+
+    #[test]
+    fn key_errors_point_at_the_key_or_the_table() {
+        let text = GOOD.replace("rate = 0.05", "rate = 7.0");
+        let cfg = PipelineConfig::parse("p.toml", &text).unwrap();
+        let spec = &cfg.stage1.as_ref().unwrap().synthesizers[0];
+        let err = spec.key_error("rate", "too high");
+        let line = text.lines().position(|l| l.contains("rate = 7.0")).unwrap() + 1;
+        let col = text.lines().nth(line - 1).unwrap().find("7.0").unwrap() + 1;
+        assert_eq!((err.line, err.column), (line, col), "{err}");
+        // An absent key (a default value) points at the table.
+        let err = spec.key_error("absent", "bad default");
+        assert_eq!(err.line, line, "{err}");
     }
 
     #[test]

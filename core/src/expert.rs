@@ -81,7 +81,11 @@ impl From<ExpertVerdict> for ExpertReply {
 #[derive(Debug, Clone, thiserror::Error, Serialize, Deserialize)]
 #[error("{message}")]
 pub struct ExpertError {
-    /// Whether retrying may help (timeouts, rate limits, 5xx).
+    /// Whether sending the item again may succeed: transient failures
+    /// (timeouts, rate limits, 5xx) and failures of the setup (a wrong key or
+    /// URL) that a fix cures. `false` when the expert answered and the answer
+    /// was unusable: sending it again would pay for the same answer, so
+    /// `rediff run --resume` skips it unless given `--retry-all`.
     pub retryable: bool,
     /// Human-readable reason; never contains credentials.
     pub message: String,
@@ -90,16 +94,42 @@ pub struct ExpertError {
     /// stops with this message. Journaled items are kept for `--resume`.
     #[serde(default)]
     pub fatal: bool,
+    /// A short kebab-case class of the failure (`http-404`, `timeout`,
+    /// `unparseable`, ...): reports count failures by it.
+    #[serde(default = "default_kind")]
+    pub kind: String,
+    /// Tokens the failed call still cost (a reply that came back but did not
+    /// parse), when the expert reports them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<TokenUsage>,
+}
+
+fn default_kind() -> String {
+    "error".to_string()
 }
 
 impl ExpertError {
-    /// A failure of this item only.
+    /// A failure of this item only, of kind `error`.
     pub fn new(retryable: bool, message: impl Into<String>) -> Self {
         Self {
             retryable,
             message: message.into(),
             fatal: false,
+            kind: default_kind(),
+            usage: None,
         }
+    }
+
+    /// The same failure, classed as `kind`.
+    pub fn with_kind(mut self, kind: impl Into<String>) -> Self {
+        self.kind = kind.into();
+        self
+    }
+
+    /// The same failure, with the tokens it cost.
+    pub fn with_usage(mut self, usage: Option<TokenUsage>) -> Self {
+        self.usage = usage;
+        self
     }
 }
 

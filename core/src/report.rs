@@ -362,6 +362,25 @@ fn stage2_markdown(s2: &Stage2Report) -> String {
             r.expert_seconds
         );
     }
+    for r in &s2.rounds {
+        if r.expert.failed > 0 {
+            let _ = writeln!(
+                s,
+                "\nRound {} expert failures by kind: {}.",
+                r.round,
+                r.expert.failure_summary()
+            );
+        }
+        if let Some(why) = &r.failed {
+            let _ = writeln!(s, "\n**{why}**");
+        } else if r.training.is_none() {
+            let _ = writeln!(
+                s,
+                "\nRound {} trained on nothing (no corrected draft): `{}` is the previous model and has no rows of its own.",
+                r.round, r.model
+            );
+        }
+    }
     if let Some(u) = s2
         .rounds
         .iter()
@@ -476,6 +495,58 @@ mod tests {
         assert_eq!(
             report.result("baseline", "denoise", 8).unwrap().factuality,
             0.5
+        );
+    }
+
+    #[test]
+    fn stage2_failures_and_empty_rounds_are_spelled_out() {
+        use crate::stage2::{ExpertStats, RoundReport, Stage2Report};
+        let expert = ExpertStats {
+            failed: 5,
+            failures: [("unparseable".to_string(), 4), ("http-500".to_string(), 1)].into(),
+            failure_examples: [(
+                "unparseable".to_string(),
+                "unparseable reply: hm".to_string(),
+            )]
+            .into(),
+            ..Default::default()
+        };
+        let s2 = Stage2Report {
+            expert: "openai".into(),
+            rounds: vec![
+                RoundReport {
+                    round: 1,
+                    model: "rediff-r1".into(),
+                    ..Default::default()
+                },
+                RoundReport {
+                    round: 2,
+                    model: "rediff".into(),
+                    expert,
+                    failed: Some("Stage II round 2 failed: 0 of the 5 drafts".into()),
+                    ..Default::default()
+                },
+            ],
+        };
+        let md = stage2_markdown(&s2);
+        assert!(md.contains("Round 1 trained on nothing"), "{md}");
+        assert!(
+            md.contains("Round 2 expert failures by kind: unparseable 4 (\"unparseable reply: hm\"), http-500 1."),
+            "{md}"
+        );
+        assert!(md.contains("**Stage II round 2 failed"), "{md}");
+        assert_eq!(
+            s2.failure(),
+            Some("Stage II round 2 failed: 0 of the 5 drafts")
+        );
+        let summary = s2.summary();
+        assert!(
+            summary.contains("round 1 (rediff-r1)") && summary.contains("trained on nothing"),
+            "{summary}"
+        );
+        assert!(
+            summary.contains("5 failed: unparseable 4") && summary.contains("FAILED"),
+            "{summary}"
         );
     }
 }

@@ -439,7 +439,7 @@ fn run_reference(args: &BenchArgs, spec: &WorkerSpec, dir: &Path) -> Result<Work
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     if let Some(path) = &args.worker {
         let spec: WorkerSpec = serde_json::from_str(&std::fs::read_to_string(path)?)?;
-        println!("{}", serde_json::to_string(&work(&spec)?)?);
+        outln!("{}", serde_json::to_string(&work(&spec)?)?);
         return Ok(());
     }
     if args.runs == 0 || args.threads.contains(&0) {
@@ -491,9 +491,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             }
         }
     }
-    println!("{}", table(&rows));
+    outln!("{}", table(&rows));
     if let Some(note) = &reference_note {
-        println!("PyTorch reference skipped: {note}");
+        outln!("PyTorch reference skipped: {note}");
     }
     let json = serde_json::json!({
         "runs": args.runs,
@@ -503,7 +503,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     });
     std::fs::write(&args.out, serde_json::to_string_pretty(&json)? + "\n")
         .with_context(|| format!("{}", args.out.display()))?;
-    println!("wrote {}", args.out.display());
+    outln!("wrote {}", args.out.display());
     Ok(())
 }
 

@@ -23,45 +23,50 @@ pub fn run(args: CheckArgs) -> anyhow::Result<()> {
     let cfg = super::load_pipeline(Some(&args.pipeline))?;
     let registry = crate::registry::with_plugins(cfg.plugins.iter().chain(&args.plugins))?;
     assemble(&cfg, &registry)?;
-    println!("{}: ok", cfg.source.name);
-    println!("seed = {}", cfg.seed);
-    println!("gen_length = {}", cfg.gen_length);
+    outln!("{}: ok", cfg.source.name);
+    outln!("seed = {}", cfg.seed);
+    outln!("gen_length = {}", cfg.gen_length);
     if let Some(dir) = &cfg.out_dir {
-        println!("out_dir = {}", dir.display());
+        outln!("out_dir = {}", dir.display());
     }
     for plugin in cfg.plugins.iter().chain(&args.plugins) {
-        println!("plugin     {}", plugin.display());
+        outln!("plugin     {}", plugin.display());
     }
     for (path, kind, spec) in cfg.components() {
-        println!("{kind:<11} {path:<24} {}", spec.to_toml_value());
+        outln!("{kind:<11} {path:<24} {}", spec.to_toml_value());
     }
-    println!("train      {:?}", cfg.train);
+    outln!("train      {:?}", cfg.train);
     for (name, stage) in [("baseline", &cfg.baseline), ("stage1", &cfg.stage1)] {
         match stage {
-            Some(s) => println!(
+            Some(s) => outln!(
                 "{name:<10} {} steps, lr {:?}",
-                s.settings.steps, s.settings.lr
+                s.settings.steps,
+                s.settings.lr
             ),
-            None => println!("{name:<10} (off)"),
+            None => outln!("{name:<10} (off)"),
         }
     }
     match &cfg.stage2 {
-        Some(s) => println!(
-            "stage2     {} round(s) of {} drafts at tokens per step {:?}, {} steps, lr {:?}, Stage I share {}, expert concurrency {}",
+        Some(s) => outln!(
+            "stage2     {} round(s) of {} drafts at tokens per step {:?}, {} steps, lr {:?}, Stage I share {}, expert concurrency {}, min_reviewed {}",
             s.rounds,
             s.drafts,
             s.tokens_per_step,
             s.settings.steps,
             s.settings.lr,
             s.stage1_share,
-            s.concurrency
+            s.concurrency,
+            s.min_reviewed
         ),
-        None => println!("stage2     (off)"),
+        None => outln!("stage2     (off)"),
     }
     let e = &cfg.eval;
-    println!(
+    outln!(
         "eval       {} samples, tokens per step {:?}, block length {}, temperature {}",
-        e.samples, e.tokens_per_step, e.block_length, e.temperature
+        e.samples,
+        e.tokens_per_step,
+        e.block_length,
+        e.temperature
     );
     Ok(())
 }

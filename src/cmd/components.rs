@@ -22,16 +22,16 @@ pub fn run(args: ComponentsArgs) -> anyhow::Result<()> {
     let registry = crate::registry::with_plugins(&args.plugins)?;
     let list = registry.list();
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&list)?);
+        outln!("{}", serde_json::to_string_pretty(&list)?);
         return Ok(());
     }
     let mut kind = None;
     for c in list {
         if kind != Some(c.kind) {
-            println!("{}:", c.kind);
+            outln!("{}:", c.kind);
             kind = Some(c.kind);
         }
-        println!(
+        outln!(
             "  {:<16} {:<28} {}",
             c.name,
             c.origin.to_string(),

@@ -289,7 +289,7 @@ fn caption_one(
         if json {
             events.push(ev.clone());
         } else {
-            out_line(&render_step(ev, model, color));
+            outln!("{}", render_step(ev, model, color));
         }
     };
     let gen = sampler
@@ -301,34 +301,21 @@ fn caption_one(
         .context("sampling")?;
     let name = image.map(|p| p.display().to_string());
     if json {
-        out_line(&caption_json(
-            model,
-            &gen,
-            0,
-            name.as_deref(),
-            &args.question,
-            &events,
-        )?);
+        outln!(
+            "{}",
+            caption_json(model, &gen, 0, name.as_deref(), &args.question, &events,)?
+        );
         return Ok(());
     }
     if args.trace {
-        out_line(&format!(
+        outln!(
             "{} forward passes, {} tokens revised",
-            gen.forward_passes, gen.revisions[0]
-        ));
+            gen.forward_passes,
+            gen.revisions[0]
+        );
     }
-    out_line(&model.tokenizer().decode(&gen.outputs()[0])?);
+    outln!("{}", model.tokenizer().decode(&gen.outputs()[0])?);
     Ok(())
-}
-
-/// Prints a line to stdout; a closed stdout (`rediff generate | head`) ends
-/// the process quietly instead of panicking.
-fn out_line(text: &str) {
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    if writeln!(out, "{text}").and_then(|_| out.flush()).is_err() {
-        std::process::exit(0);
-    }
 }
 
 /// The JSON object of sample `i` of `gen`: caption, token ids, stop,
@@ -455,14 +442,10 @@ fn caption_directory(
             if args.format == OutputFormat::Json {
                 let path = path.display().to_string();
                 bar.suspend(|| -> anyhow::Result<()> {
-                    out_line(&caption_json(
-                        model,
-                        &gen,
-                        i,
-                        Some(&path),
-                        &args.question,
-                        &events,
-                    )?);
+                    outln!(
+                        "{}",
+                        caption_json(model, &gen, i, Some(&path), &args.question, &events,)?
+                    );
                     Ok(())
                 })?;
             }
@@ -479,7 +462,7 @@ fn caption_directory(
     if args.format == OutputFormat::Json {
         return Ok(());
     }
-    println!(
+    outln!(
         "captioned {} images in {seconds:.1} s ({:.1} images/s, {:.2} revisions per caption); wrote {}",
         preds.len(),
         preds.len() as f64 / seconds.max(1e-9),

@@ -22,9 +22,14 @@ pub struct RunArgs {
     /// Continue an interrupted run (Ctrl-C, kill, crash) in the same
     /// directory: finished stages are loaded, an unfinished one continues from
     /// its last checkpoint, and Stage II keeps every journaled draft and
-    /// expert answer (only failed expert calls are sent again).
+    /// expert answer (only expert calls that failed retryably are sent again).
     #[arg(long)]
     resume: bool,
+
+    /// With --resume: also send again the Stage II items whose failure is
+    /// not retryable (an unparseable reply: the expert is paid again).
+    #[arg(long, requires = "resume")]
+    retry_all: bool,
 
     /// Override the pipeline's seed.
     #[arg(long)]
@@ -41,7 +46,7 @@ pub struct RunArgs {
     quiet: bool,
 
     /// Print the request the Stage II expert would be sent for one item
-    /// (API key redacted) and exit: nothing is trained or sent.
+    /// (credentials redacted) and exit: nothing is trained, sent or written.
     #[arg(long)]
     dry_run: bool,
 
@@ -73,7 +78,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     });
     let registry = crate::registry::with_plugins(cfg.plugins.iter().chain(&args.plugins))?;
     if args.dry_run {
-        println!("{}", pipeline::dry_run_expert(&cfg, &registry, &out)?);
+        // The data is prepared in a scratch directory: a dry run writes nothing.
+        let scratch = tempfile::tempdir().context("creating a scratch directory")?;
+        outln!(
+            "{}",
+            pipeline::dry_run_expert(&cfg, &registry, scratch.path())?
+        );
         return Ok(());
     }
     let interrupt = Arc::new(AtomicBool::new(false));
@@ -91,6 +101,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let opts = RunOptions {
         out_dir: out.clone(),
         resume: args.resume,
+        retry_all: args.retry_all,
         progress: !args.quiet,
         interrupt,
     };
@@ -108,8 +119,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         }
         other => other?,
     };
-    println!("{}", report.table());
-    println!(
+    outln!("{}", report.table());
+    if let Some(stage2) = &report.stage2 {
+        outln!("{}", stage2.summary());
+    }
+    outln!(
         "wrote {}/report.json, report.md and quality_vs_parallelism.png in {:.0} s",
         out.display(),
         report.timings.total_seconds

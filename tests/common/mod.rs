@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod fake_llm;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
@@ -152,5 +154,43 @@ pub fn trained_run() -> &'static Path {
         run_pipeline(&pipeline, &out, &[]);
         (dir, out)
     });
+    out
+}
+
+/// Copies `from` into `to`, recursively.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// A copy of [`trained_run`] in `dir` without its Stage II: run a [`TINY`]
+/// variant on it with `--resume` and only Stage II runs (the trained
+/// baseline and Stage I models are loaded), in seconds.
+pub fn stage1_copy(dir: &Path) -> PathBuf {
+    let out = dir.join("run");
+    copy_dir(trained_run(), &out);
+    for stale in [
+        "stage2",
+        "models/rediff",
+        "models/rediff-r1",
+        "checkpoints/rediff",
+        "checkpoints/rediff-r1",
+    ] {
+        let p = out.join(stale);
+        if p.exists() {
+            std::fs::remove_dir_all(&p).unwrap();
+        }
+    }
+    for f in ["report.json", "report.md"] {
+        let _ = std::fs::remove_file(out.join(f));
+    }
     out
 }

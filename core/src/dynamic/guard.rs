@@ -75,11 +75,11 @@ impl Future for CatchPanic<'_> {
         let inner = &mut self.0;
         match catch_unwind(AssertUnwindSafe(|| inner.as_mut().poll(cx))) {
             Ok(poll) => poll,
-            Err(payload) => Poll::Ready(Err(ExpertError {
-                retryable: false,
-                fatal: false,
-                message: format!("expert panicked: {}", panic_message(payload.as_ref())),
-            })),
+            Err(payload) => Poll::Ready(Err(ExpertError::new(
+                false,
+                format!("expert panicked: {}", panic_message(payload.as_ref())),
+            )
+            .with_kind("panic"))),
         }
     }
 }

@@ -56,6 +56,10 @@ pub struct RunOptions {
     /// Continue an interrupted run: finished stages are loaded, a stage in
     /// progress continues from its last checkpoint.
     pub resume: bool,
+    /// Send every failed Stage II item to the expert again, not only those
+    /// whose failure is retryable (an unparseable reply is not: resending it
+    /// pays again for the same answer).
+    pub retry_all: bool,
     /// Progress bars.
     pub progress: bool,
     /// Set on Ctrl-C.
@@ -398,6 +402,11 @@ pub fn run(cfg: &PipelineConfig, registry: &Registry, opts: &RunOptions) -> Resu
         let stage2 = stage2::run_rounds(&shared, built, start, &mut report)?;
         report.stage2 = Some(stage2);
     }
+    let failure = report
+        .stage2
+        .as_ref()
+        .and_then(|s| s.failure())
+        .map(str::to_string);
     let t = &mut report.timings;
     t.eval_seconds += eval_seconds;
     t.data_seconds = data_seconds;
@@ -413,6 +422,14 @@ pub fn run(cfg: &PipelineConfig, registry: &Registry, opts: &RunOptions) -> Resu
         .fold(0.0, f64::max);
     t.total_seconds = started.elapsed().as_secs_f64();
     report.write(out)?;
+    // A failed Stage II round still leaves its report (failures by kind, no
+    // row for a model that did not train), then fails the run.
+    if let Some(message) = failure {
+        return Err(Error::invalid(format!(
+            "{message}; report.json and report.md in {} list the failures",
+            out.display()
+        )));
+    }
     Ok(report)
 }
 

@@ -98,10 +98,16 @@ pub(super) fn run_rounds(
         report.timings.sampler_steps.extend(evaluation.timings);
         report.timings.eval_seconds += evaluation.seconds;
         if round == s2.rounds {
+            // Empty when the last round trained on nothing: no row is
+            // printed for a model that did not learn.
             report.results.extend(evaluation.rows);
             report.examples.extend(evaluation.examples);
         }
+        let failed = round_report.failed.is_some();
         out.rounds.push(round_report);
+        if failed {
+            break;
+        }
     }
     Ok(out)
 }
@@ -130,13 +136,46 @@ fn run_round(
     let drafts = ctx.draft_all(model.as_ref())?;
     let drafting_seconds = started.elapsed().as_secs_f64();
     let started = Instant::now();
-    let (reviews, answered) = ctx.review_all(&drafts, model.tokenizer())?;
+    let reviewed = ctx.review_all(&drafts, model.tokenizer())?;
+    let reviews = reviewed.last;
     let expert_seconds = started.elapsed().as_secs_f64();
-    if answered > 0 {
+    if reviewed.answered > 0 {
         // Items retried on resume (their calls had failed) may have grown
         // the training set: this round trains again, and later rounds, which
         // started from its model, start over.
         invalidate_from(&opts.out_dir, round, s2.rounds)?;
+    }
+    let mut expert = ExpertStats::of(&reviews);
+    expert.usage = reviewed.usage;
+    let mut round_report = RoundReport {
+        round,
+        model: name.clone(),
+        drafts: drafts.len(),
+        drafts_without_end: drafts.iter().filter(|d| !d.ended).count(),
+        expert,
+        drafting_seconds,
+        expert_seconds,
+        examples: correction_examples(&reviews, &s2.tokens_per_step, cfg.eval.examples),
+        ..Default::default()
+    };
+    let e = &round_report.expert;
+    if e.reviewed_share() < s2.min_reviewed {
+        // Too few usable reviews: training on what came back would pass
+        // off a barely changed model as the Stage II result.
+        round_report.failed = Some(format!(
+            "Stage II round {round} failed: {} of the {} drafts sent to the expert got a usable review, below min_reviewed = {}; failures: {}. Journals are kept in {}: after fixing the cause, `rediff run ... --resume` sends the retryable failures again{}",
+            e.reviewed,
+            e.reviewed + e.failed,
+            s2.min_reviewed,
+            e.failure_summary(),
+            files.reviews.parent().unwrap_or(&opts.out_dir).display(),
+            match reviews.iter().filter(|r| r.failed() && !r.retryable()).count() {
+                0 => String::new(),
+                n if reviewed.skipped > 0 => format!(" ({n} non-retryable ones were not resent now: add --retry-all to resend them)"),
+                n => format!(" (add --retry-all to resend the {n} non-retryable ones too)"),
+            }
+        ));
+        return Ok((model, round_report, Evaluation::default()));
     }
 
     // The round's training set, exported in the reference format and read
@@ -176,15 +215,16 @@ fn run_round(
             .map(|&i| shared.examples[i].clone()),
     );
 
-    // Train (or, with nothing to learn from, carry the model forward).
-    let (model, training) = if samples.is_empty() {
+    // Train and evaluate (or, with nothing to learn from, carry the model
+    // forward unevaluated: its rows would only repeat the previous model's).
+    let (model, evaluation) = if samples.is_empty() {
         tracing::warn!(
             round,
-            "no corrected draft to train on; the model is carried forward"
+            "no corrected draft to train on; the model is carried forward and not evaluated again"
         );
         let dirs = StageDirs::new(&opts.out_dir, &name);
         write_dir_atomically(&dirs.final_model, |dir| model.save(dir))?;
-        (model, None)
+        (model, Evaluation::default())
     } else {
         let (trained, report) = shared.train(
             &name,
@@ -194,23 +234,13 @@ fn run_round(
             Some(model.as_ref()),
             shards,
         )?;
-        (trained, Some(report))
+        round_report.training = Some(report);
+        let evaluation = shared.evaluate(&name, trained.as_ref(), shards)?;
+        (trained, evaluation)
     };
-    let evaluation = shared.evaluate(&name, model.as_ref(), shards)?;
-    let round_report = RoundReport {
-        round,
-        model: name,
-        drafts: drafts.len(),
-        drafts_without_end: drafts.iter().filter(|d| !d.ended).count(),
-        expert: ExpertStats::of(&reviews),
-        samples: samples.len(),
-        stage1_samples,
-        drafting_seconds,
-        expert_seconds,
-        training,
-        results: evaluation.rows.clone(),
-        examples: correction_examples(&reviews, &s2.tokens_per_step, cfg.eval.examples),
-    };
+    round_report.samples = samples.len();
+    round_report.stage1_samples = stage1_samples;
+    round_report.results = evaluation.rows.clone();
     Ok((model, round_report, evaluation))
 }
 
@@ -401,16 +431,10 @@ impl Round<'_, '_> {
         Ok(have.into_values().collect())
     }
 
-    /// Sends every draft without a journaled answer (or whose call failed) to
-    /// the expert; appends each corrected draft to the dataset journal as it
-    /// comes. Returns the final review of every draft that has one.
-    /// Returns the final reviews and how many items were answered now (not
-    /// journaled before).
-    fn review_all(
-        &self,
-        drafts: &[DraftRecord],
-        tokenizer: &TextTokenizer,
-    ) -> Result<(Vec<ReviewRecord>, usize)> {
+    /// Sends every draft without a journaled answer, or whose call failed
+    /// retryably (any failed one with `--retry-all`), to the expert; appends
+    /// each corrected draft to the dataset journal as it comes.
+    fn review_all(&self, drafts: &[DraftRecord], tokenizer: &TextTokenizer) -> Result<Reviewed> {
         let (shared, built, picks, round, files) = (
             self.shared,
             self.built,
@@ -420,6 +444,8 @@ impl Round<'_, '_> {
         );
         let opened = Journal::<ReviewRecord>::open(&files.reviews)?;
         let journal = opened.journal;
+        // Every reply ever journaled cost its tokens, superseded ones too.
+        let mut usage = ExpertStats::usage_of(&opened.records);
         let mut last: BTreeMap<usize, ReviewRecord> = BTreeMap::new();
         for r in opened.records {
             last.insert(r.index, r);
@@ -436,11 +462,22 @@ impl Round<'_, '_> {
                 }
             }
         }
+        let retry_all = shared.opts.retry_all;
+        let skipped = last
+            .values()
+            .filter(|r| r.failed() && !r.retryable() && !retry_all)
+            .count();
+        if skipped > 0 {
+            tracing::warn!(
+                round,
+                "{skipped} item(s) failed in a way resending would not cure (an unparseable reply, say); not resent (--retry-all resends them)"
+            );
+        }
         let items: Vec<ReviewItem> = drafts
             .iter()
             .filter(|d| match last.get(&d.index) {
                 None => d.ended,
-                Some(r) => r.failed(),
+                Some(r) => r.failed() && (retry_all || r.retryable()),
             })
             .map(|d| {
                 let s = &shared.train_samples[picks[d.index]];
@@ -479,12 +516,32 @@ impl Round<'_, '_> {
         bar.finish_and_clear();
         journal.sync()?;
         dataset_log.sync()?;
-        for r in &new {
-            last.insert(r.index, r.clone());
+        if let Some(u) = ExpertStats::usage_of(&new) {
+            *usage.get_or_insert_with(Default::default) += u;
         }
         let answered = new.iter().filter(|r| !r.failed()).count();
-        Ok((last.into_values().collect(), answered))
+        for r in new {
+            last.insert(r.index, r);
+        }
+        Ok(Reviewed {
+            last: last.into_values().collect(),
+            answered,
+            usage,
+            skipped,
+        })
     }
+}
+
+/// What [`Round::review_all`] found.
+struct Reviewed {
+    /// The final review of every draft that has one, in index order.
+    last: Vec<ReviewRecord>,
+    /// Items answered now (not journaled before).
+    answered: usize,
+    /// Tokens of every journaled reply of the round, superseded ones included.
+    usage: Option<crate::expert::TokenUsage>,
+    /// Failed items not resent because their failure is not retryable.
+    skipped: usize,
 }
 
 /// Up to `count` corrected drafts for the report, one per tokens-per-step

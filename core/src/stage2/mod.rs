@@ -74,8 +74,13 @@ pub struct RoundReport {
     pub expert_seconds: f64,
     /// The round's training (absent when there was nothing to train on).
     pub training: Option<StageReport>,
-    /// Evaluation of the model after the round.
+    /// Evaluation of the model after the round (empty when the round trained
+    /// on nothing: the model is the previous one, already evaluated).
     pub results: Vec<EvalRow>,
+    /// Why the round failed (too few drafts got a usable review): it neither
+    /// trained nor evaluated, and the run stopped after it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed: Option<String>,
     /// A few drafts with their corrections.
     pub examples: Vec<CorrectionExample>,
 }
@@ -87,4 +92,54 @@ pub struct Stage2Report {
     pub expert: String,
     /// One entry per round.
     pub rounds: Vec<RoundReport>,
+}
+
+impl Stage2Report {
+    /// The failure message of a failed round, if one failed.
+    pub fn failure(&self) -> Option<&str> {
+        self.rounds.iter().find_map(|r| r.failed.as_deref())
+    }
+
+    /// One line per round: what the expert did and what the model trained on.
+    pub fn summary(&self) -> String {
+        let mut lines = Vec::new();
+        for r in &self.rounds {
+            let e = &r.expert;
+            let mut line = format!(
+                "Stage II round {} ({}): {} drafts, {} sent to `{}`, {} reviewed ({} right, {} corrected, {} uncorrected), {} failed",
+                r.round,
+                r.model,
+                r.drafts,
+                e.reviewed + e.failed,
+                self.expert,
+                e.reviewed,
+                e.right,
+                e.corrected,
+                e.uncorrected,
+                e.failed
+            );
+            if e.failed > 0 {
+                line.push_str(&format!(": {}", e.failure_summary()));
+            }
+            if let Some(u) = e.usage {
+                line.push_str(&format!(
+                    "; {} prompt + {} completion tokens",
+                    u.prompt_tokens, u.completion_tokens
+                ));
+            }
+            line.push_str(&match (&r.failed, &r.training) {
+                (Some(_), _) => "; the round FAILED and trained nothing".to_string(),
+                (None, Some(_)) => format!(
+                    "; trained on {} corrected drafts + {} Stage I samples",
+                    r.samples, r.stage1_samples
+                ),
+                (None, None) => format!(
+                    "; trained on nothing (no corrected draft): `{}` is the previous model and has no rows of its own",
+                    r.model
+                ),
+            });
+            lines.push(line);
+        }
+        lines.join("\n")
+    }
 }

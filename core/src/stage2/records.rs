@@ -41,12 +41,17 @@ pub enum ReviewOutcome {
         /// Pairs dropped, with the reason.
         dropped: Vec<DroppedPair>,
     },
-    /// The call failed (recorded; `--resume` sends the item again).
+    /// The call failed (recorded; `--resume` sends the item again when
+    /// `retryable`, any failed item with `--retry-all`).
     Failed {
         /// The expert's message (never a credential).
         message: String,
-        /// Whether the expert thought retrying might help.
+        /// Whether sending the item again may succeed (see
+        /// [`ExpertError::retryable`](crate::ExpertError)).
         retryable: bool,
+        /// The failure's class (`http-404`, `timeout`, `unparseable`, ...).
+        #[serde(default = "other")]
+        kind: String,
     },
 }
 
@@ -86,6 +91,17 @@ impl ReviewRecord {
         matches!(self.outcome, ReviewOutcome::Failed { .. })
     }
 
+    /// Whether the call failed in a way that sending the item again may cure.
+    pub fn retryable(&self) -> bool {
+        matches!(
+            self.outcome,
+            ReviewOutcome::Failed {
+                retryable: true,
+                ..
+            }
+        )
+    }
+
     /// The draft with every kept pair applied (for display).
     pub fn corrected(&self) -> String {
         crate::spans::apply_pairs(&self.draft, &self.kept_pairs())
@@ -105,6 +121,12 @@ pub struct ExpertStats {
     pub uncorrected: usize,
     /// Calls that failed.
     pub failed: usize,
+    /// Failed calls by kind (`http-404`, `timeout`, `unparseable`, ...).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub failures: BTreeMap<String, usize>,
+    /// The first message of each failure kind, for the report.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub failure_examples: BTreeMap<String, String>,
     /// Pairs proposed.
     pub pairs_proposed: usize,
     /// Pairs kept.
@@ -113,12 +135,63 @@ pub struct ExpertStats {
     pub pairs_dropped: BTreeMap<String, usize>,
     /// Remarks recorded (spans left alone without a same-length fix, ...).
     pub notes: usize,
-    /// Token usage summed over the round, when the expert reports it.
+    /// Token usage summed over the round, when the expert reports it: every
+    /// reply that carried usage, parsed or not, retried items included.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<TokenUsage>,
 }
 
+fn other() -> String {
+    "error".to_string()
+}
+
+/// The first 160 characters of a message, for summaries.
+pub(crate) fn short(message: &str) -> String {
+    let t: String = message.chars().take(160).collect();
+    if t.len() < message.len() {
+        format!("{t}...")
+    } else {
+        t
+    }
+}
+
 impl ExpertStats {
+    /// Token usage summed over `records` (`None` when none reports it).
+    pub fn usage_of<'a>(records: impl IntoIterator<Item = &'a ReviewRecord>) -> Option<TokenUsage> {
+        records
+            .into_iter()
+            .filter_map(|r| r.usage)
+            .reduce(|mut a, b| {
+                a += b;
+                a
+            })
+    }
+
+    /// Share of `sent` items that got a usable review (1 when none was sent).
+    pub fn reviewed_share(&self) -> f64 {
+        let sent = self.reviewed + self.failed;
+        if sent == 0 {
+            1.0
+        } else {
+            self.reviewed as f64 / sent as f64
+        }
+    }
+
+    /// Failures by kind with an example message each, most frequent first:
+    /// `unparseable 20 ("..."), http-500 4 ("...")`.
+    pub fn failure_summary(&self) -> String {
+        let mut kinds: Vec<(&String, &usize)> = self.failures.iter().collect();
+        kinds.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        kinds
+            .into_iter()
+            .map(|(kind, n)| match self.failure_examples.get(kind) {
+                Some(e) => format!("{kind} {n} (\"{e}\")"),
+                None => format!("{kind} {n}"),
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     /// Statistics of the final record of every item.
     pub fn of<'a>(records: impl IntoIterator<Item = &'a ReviewRecord>) -> Self {
         let mut s = ExpertStats::default();
@@ -151,7 +224,13 @@ impl ExpertStats {
                         s.corrected += 1;
                     }
                 }
-                ReviewOutcome::Failed { .. } => s.failed += 1,
+                ReviewOutcome::Failed { message, kind, .. } => {
+                    s.failed += 1;
+                    *s.failures.entry(kind.clone()).or_default() += 1;
+                    s.failure_examples
+                        .entry(kind.clone())
+                        .or_insert_with(|| short(message));
+                }
             }
         }
         s

@@ -75,9 +75,11 @@ impl ExpertRunner<'_> {
                 }
             }
             Err(e) => {
+                record.usage = e.usage;
                 record.outcome = ReviewOutcome::Failed {
                     message: e.message,
                     retryable: e.retryable,
+                    kind: e.kind,
                 }
             }
         }
@@ -150,14 +152,7 @@ impl ExpertRunner<'_> {
                         "expert panicked: {}",
                         crate::dynamic::panic_message(e.into_panic().as_ref())
                     );
-                    (
-                        id,
-                        Err(ExpertError {
-                            retryable: false,
-                            fatal: false,
-                            message,
-                        }),
-                    )
+                    (id, Err(ExpertError::new(false, message).with_kind("panic")))
                 }
                 Err(e) => return Err(Error::invalid(format!("expert task: {e}"))),
             };
@@ -182,8 +177,9 @@ impl ExpertRunner<'_> {
         }
         if let Some(message) = fatal {
             return Err(Error::invalid(format!(
-                "the expert stopped the run: {message} ({} item(s) journaled; fix the cause and rerun with --resume)",
-                records.len()
+                "the expert stopped the run: {message} ({} item(s) journaled, {} of them failed or not sent; fix the cause and rerun with --resume, which sends those again)",
+                records.len(),
+                records.iter().filter(|r| r.failed()).count()
             )));
         }
         Ok(records)
@@ -218,11 +214,12 @@ mod tests {
             self.in_flight.fetch_sub(1, Ordering::SeqCst);
             match r.draft.as_str() {
                 "boom" => panic!("planted panic"),
-                "fail" => Err(ExpertError {
-                    retryable: true,
-                    fatal: false,
-                    message: "HTTP 503".into(),
-                }),
+                "fail" => Err(ExpertError::new(true, "HTTP 503")
+                    .with_kind("http-503")
+                    .with_usage(Some(crate::expert::TokenUsage {
+                        prompt_tokens: 10,
+                        completion_tokens: 2,
+                    }))),
                 "a red circle" => Ok(ExpertVerdict::Revisions(vec![
                     RevisePair {
                         org: "red".into(),
@@ -318,5 +315,14 @@ mod tests {
         );
         assert_eq!((stats.pairs_proposed, stats.pairs_kept), (2, 1));
         assert_eq!(stats.pairs_dropped.get("not-found"), Some(&1));
+        // Failures are counted by kind, and a failed call's usage is kept.
+        assert_eq!(stats.failures.get("panic"), Some(&1));
+        assert_eq!(stats.failures.get("http-503"), Some(&1));
+        assert!(stats
+            .failure_summary()
+            .contains("http-503 1 (\"HTTP 503\")"));
+        assert!(records[7].retryable() && !records[5].retryable());
+        assert_eq!(records[7].usage.map(|u| u.prompt_tokens), Some(10));
+        assert_eq!(stats.usage.map(|u| u.completion_tokens), Some(2));
     }
 }

@@ -1,66 +1,20 @@
-//! The HTTP side: one chat-completions call per draft, retried with backoff.
+//! The HTTP side: one chat-completions call per draft, retried with backoff,
+//! with a circuit breaker for failures that every item would repeat.
 
-use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use backon::{ExponentialBuilder, Retryable};
 use rediff_core::expert::{ExpertCorrector, ExpertError, ExpertReply, ExpertRequest, TokenUsage};
+use reqwest::header::{HeaderName, HeaderValue};
 use serde::Deserialize;
 use tokio::sync::Semaphore;
 
-use crate::parse::{excerpt, parse_reply};
+use crate::breaker::Breaker;
+use crate::failure::{redact_url, usage_of, CallError};
+use crate::options::{OpenAiOptions, OptionError};
+use crate::parse::parse_reply;
 use crate::prompt::request_body;
-
-/// Options of the `openai` expert.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct OpenAiOptions {
-    /// API root, e.g. `https://api.openai.com/v1` or `http://localhost:8000/v1`.
-    pub base_url: String,
-    /// Model name as the server knows it.
-    pub model: String,
-    /// Name of the environment variable holding the API key (the key itself
-    /// never goes in a config). Absent: no `Authorization` header (local servers).
-    #[serde(default)]
-    pub api_key_env: Option<String>,
-    /// Requests in flight at most. Default 8.
-    #[serde(default = "default_concurrency")]
-    pub max_concurrency: usize,
-    /// Seconds before a request is abandoned (and retried). Default 60.
-    #[serde(default = "default_timeout")]
-    pub timeout_s: f64,
-    /// Retries after the first attempt for 429, 5xx, timeouts and connection
-    /// errors. Default 4.
-    #[serde(default = "default_retries")]
-    pub max_retries: usize,
-    /// First backoff delay in milliseconds (doubling, with jitter). Default 1000.
-    #[serde(default = "default_backoff")]
-    pub backoff_ms: u64,
-    /// Sampling temperature sent to the server (absent: the server's default).
-    #[serde(default)]
-    pub temperature: Option<f64>,
-    /// `max_completion_tokens` sent to the server.
-    #[serde(default)]
-    pub max_completion_tokens: Option<u32>,
-    /// Extra HTTP headers (e.g. an organisation id).
-    #[serde(default)]
-    pub headers: BTreeMap<String, String>,
-}
-
-fn default_concurrency() -> usize {
-    8
-}
-fn default_timeout() -> f64 {
-    60.0
-}
-fn default_retries() -> usize {
-    4
-}
-fn default_backoff() -> u64 {
-    1000
-}
 
 /// A credential: shown as `***` by `Debug`.
 #[derive(Clone)]
@@ -76,33 +30,25 @@ impl std::fmt::Debug for Secret {
 #[derive(Debug)]
 pub struct OpenAiExpert {
     options: OpenAiOptions,
+    endpoint: reqwest::Url,
     key: Option<Secret>,
+    /// `headers_env`: header names with values read from the environment.
+    secret_headers: Vec<(HeaderName, Secret)>,
     client: reqwest::Client,
     permits: Semaphore,
-    /// 401s before any success: all of them means the key is wrong.
-    unauthorized: AtomicUsize,
-    successes: AtomicUsize,
-}
-
-/// One attempt's failure.
-#[derive(Debug)]
-struct CallError {
-    retryable: bool,
-    retry_after: Option<Duration>,
-    status: Option<u16>,
-    message: String,
+    breaker: Breaker,
 }
 
 #[derive(Deserialize)]
 struct Completion {
     choices: Vec<Choice>,
-    #[serde(default)]
-    usage: Option<Usage>,
 }
 
 #[derive(Deserialize)]
 struct Choice {
     message: Message,
+    #[serde(default)]
+    finish_reason: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -111,61 +57,80 @@ struct Message {
     content: Option<String>,
 }
 
-#[derive(Deserialize)]
-struct Usage {
-    #[serde(default)]
-    prompt_tokens: u64,
-    #[serde(default)]
-    completion_tokens: u64,
+/// A chat completion's text and what it cost.
+struct Answer {
+    content: String,
+    finish_reason: Option<String>,
+    usage: Option<TokenUsage>,
 }
 
-/// How many all-401 answers at the start of a run make it fatal.
-const UNAUTHORIZED_LIMIT: usize = 3;
+/// Reads the environment variable `var` named by option `key`.
+fn secret_from_env(var: &str, key: &'static str) -> Result<Secret, OptionError> {
+    std::env::var(var).map(Secret).map_err(|_| {
+        OptionError::new(
+            key,
+            format!("the environment variable `{var}` ({key}) is not set"),
+        )
+    })
+}
 
 impl OpenAiExpert {
-    /// Builds the client; reads the key from `api_key_env`.
-    pub fn new(options: OpenAiOptions) -> Result<Self, String> {
-        if options.timeout_s.is_nan() || options.timeout_s <= 0.0 {
-            return Err(format!(
-                "timeout_s must be positive, got {}",
-                options.timeout_s
-            ));
+    /// Validates the options and builds the client; reads the key and the
+    /// `headers_env` values from the environment.
+    pub fn new(options: OpenAiOptions) -> Result<Self, OptionError> {
+        options.validate()?;
+        let endpoint = options.endpoint()?;
+        let key = options
+            .api_key_env
+            .as_deref()
+            .map(|var| secret_from_env(var, "api_key_env"))
+            .transpose()?;
+        let mut secret_headers = Vec::new();
+        for (name, var) in &options.headers_env {
+            let value = secret_from_env(var, "headers_env")?;
+            let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+                OptionError::new(
+                    "headers_env",
+                    format!("`{name}` is not a valid HTTP header name"),
+                )
+            })?;
+            if HeaderValue::from_str(&value.0).is_err() {
+                return Err(OptionError::new(
+                    "headers_env",
+                    format!("the value of `{var}` is not a valid HTTP header value"),
+                ));
+            }
+            secret_headers.push((name, value));
         }
-        let key = match &options.api_key_env {
-            Some(var) => Some(Secret(std::env::var(var).map_err(|_| {
-                format!("the environment variable `{var}` (api_key_env) is not set")
-            })?)),
-            None => None,
-        };
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs_f64(options.timeout_s))
             .build()
-            .map_err(|e| format!("HTTP client: {e}"))?;
+            .map_err(|e| OptionError::new("base_url", format!("HTTP client: {e}")))?;
         Ok(Self {
-            permits: Semaphore::new(options.max_concurrency.max(1)),
+            permits: Semaphore::new(options.max_concurrency),
+            breaker: Breaker::new(options.breaker_after),
             options,
+            endpoint,
             key,
+            secret_headers,
             client,
-            unauthorized: AtomicUsize::new(0),
-            successes: AtomicUsize::new(0),
         })
     }
 
-    fn url(&self) -> String {
-        format!(
-            "{}/chat/completions",
-            self.options.base_url.trim_end_matches('/')
-        )
+    /// `text` with every credential this expert holds replaced by `***`
+    /// (a server may echo a header back in its error message).
+    fn scrub(&self, text: String) -> String {
+        let secrets = self
+            .key
+            .iter()
+            .chain(self.secret_headers.iter().map(|(_, s)| s))
+            .filter(|s| s.0.len() >= 4);
+        secrets.fold(text, |t, s| t.replace(&s.0, "***"))
     }
 
-    /// The request one item would send, with the key redacted (`--dry-run`).
+    /// The request one item would send, credentials redacted (`--dry-run`).
     pub fn request_preview(&self, request: &ExpertRequest) -> Result<String, String> {
-        let mut body = request_body(
-            &self.options.model,
-            request,
-            self.options.temperature,
-            self.options.max_completion_tokens,
-        )?;
+        let mut body = request_body(&self.options, request)?;
         // Shorten the image for display.
         if let Some(url) = body.pointer_mut("/messages/1/content/1/image_url/url") {
             let s = url.as_str().unwrap_or_default().to_string();
@@ -175,102 +140,81 @@ impl OpenAiExpert {
                 s.len()
             ));
         }
-        let mut headers = vec![format!("POST {}", self.url())];
+        let mut lines = vec![format!("POST {}", redact_url(&self.endpoint))];
         if self.key.is_some() {
-            headers.push("Authorization: Bearer ***".into());
+            lines.push("Authorization: Bearer ***".into());
         }
         for (k, v) in &self.options.headers {
-            headers.push(format!("{k}: {v}"));
+            lines.push(format!("{k}: {v}"));
         }
-        Ok(format!(
+        for (k, _) in &self.secret_headers {
+            lines.push(format!("{k}: ***"));
+        }
+        Ok(self.scrub(format!(
             "{}\n\n{}",
-            headers.join("\n"),
+            lines.join("\n"),
             serde_json::to_string_pretty(&body).unwrap_or_default()
-        ))
+        )))
     }
 
-    async fn attempt(
-        &self,
-        body: &serde_json::Value,
-    ) -> Result<(String, Option<Usage>), CallError> {
-        let mut req = self.client.post(self.url()).json(body);
+    async fn attempt(&self, body: &serde_json::Value) -> Result<Answer, CallError> {
+        let timeout = self.options.timeout_s;
+        let mut req = self.client.post(self.endpoint.clone()).json(body);
         if let Some(key) = &self.key {
             req = req.bearer_auth(&key.0);
         }
         for (k, v) in &self.options.headers {
             req = req.header(k, v);
         }
-        let response = req.send().await.map_err(|e| CallError {
-            retryable: true,
-            retry_after: None,
-            status: None,
-            message: if e.is_timeout() {
-                format!("timed out after {} s", self.options.timeout_s)
-            } else {
-                format!("request failed: {}", without_url(&e))
-            },
-        })?;
+        for (k, v) in &self.secret_headers {
+            let mut value = HeaderValue::from_str(&v.0).expect("checked when built");
+            value.set_sensitive(true);
+            req = req.header(k.clone(), value);
+        }
+        let response = req
+            .send()
+            .await
+            .map_err(|e| CallError::transport(&e, timeout, None))?;
         let status = response.status();
         let retry_after = response
             .headers()
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<f64>().ok())
-            .map(Duration::from_secs_f64);
-        let text = response.text().await.map_err(|e| CallError {
-            retryable: true,
-            retry_after: None,
-            status: Some(status.as_u16()),
-            message: if e.is_timeout() {
-                format!("timed out after {} s", self.options.timeout_s)
-            } else {
-                format!("reading the reply: {}", without_url(&e))
-            },
-        })?;
+            .filter(|s| s.is_finite() && *s >= 0.0)
+            .map(|s| Duration::from_secs_f64(s.min(600.0)));
+        let text = response
+            .text()
+            .await
+            .map_err(|e| CallError::transport(&e, timeout, Some(status.as_u16())))?;
         if !status.is_success() {
-            let code = status.as_u16();
-            return Err(CallError {
-                retryable: code == 429 || status.is_server_error(),
-                retry_after,
-                status: Some(code),
-                message: format!("HTTP {code}: {}", server_message(&text)),
-            });
+            return Err(CallError::http(status.as_u16(), &text, retry_after));
         }
-        let completion: Completion = serde_json::from_str(&text).map_err(|e| CallError {
-            retryable: false,
-            retry_after: None,
-            status: Some(status.as_u16()),
-            message: format!("not a chat completion ({e}): {}", excerpt(&text)),
-        })?;
-        let content = completion
-            .choices
-            .into_iter()
-            .next()
-            .and_then(|c| c.message.content)
-            .unwrap_or_default();
-        Ok((content, completion.usage))
-    }
-}
-
-/// The error without the URL (which may carry a query-string credential).
-fn without_url(e: &reqwest::Error) -> String {
-    let mut msg = e.to_string();
-    if let Some(url) = e.url() {
-        msg = msg.replace(url.as_str(), "<url>");
-    }
-    msg
-}
-
-/// The server's own error message if the body is an OpenAI-style error.
-fn server_message(body: &str) -> String {
-    serde_json::from_str::<serde_json::Value>(body)
-        .ok()
-        .and_then(|v| {
-            v.pointer("/error/message")
-                .and_then(|m| m.as_str())
-                .map(str::to_string)
+        let code = status.as_u16();
+        let value: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| CallError::not_a_completion(code, &e.to_string(), &text))?;
+        let usage = usage_of(&value);
+        let completion: Completion = serde_json::from_value(value)
+            .map_err(|e| CallError::not_a_completion(code, &e.to_string(), &text))?;
+        let choice = completion.choices.into_iter().next();
+        Ok(Answer {
+            finish_reason: choice.as_ref().and_then(|c| c.finish_reason.clone()),
+            content: choice.and_then(|c| c.message.content).unwrap_or_default(),
+            usage,
         })
-        .unwrap_or_else(|| excerpt(body))
+    }
+
+    /// An item's failure after its retries, recorded with the breaker.
+    fn failed(&self, e: CallError) -> ExpertError {
+        // Nothing was answered: sending the item again after a fix (or once
+        // the server is back) may succeed and costs nothing now.
+        let mut error = ExpertError::new(true, self.scrub(e.message.clone())).with_kind(e.kind);
+        if let Some(trip) = self.breaker.failure(&e, || e.likely_cause(&self.options)) {
+            error.fatal = true;
+            error.message = self.scrub(trip);
+        }
+        error
+    }
 }
 
 #[async_trait]
@@ -283,18 +227,20 @@ impl ExpertCorrector for OpenAiExpert {
     }
 
     async fn review(&self, request: &ExpertRequest) -> Result<ExpertReply, ExpertError> {
-        let body = request_body(
-            &self.options.model,
-            request,
-            self.options.temperature,
-            self.options.max_completion_tokens,
-        )
-        .map_err(|m| ExpertError::new(false, m))?;
+        let body = request_body(&self.options, request)
+            .map_err(|m| ExpertError::new(false, m).with_kind("request"))?;
         let _permit = self
             .permits
             .acquire()
             .await
             .map_err(|_| ExpertError::new(false, "expert closed"))?;
+        let stopped = |why: String| {
+            ExpertError::new(true, format!("not sent: the run is stopping ({why})"))
+                .with_kind("stopped")
+        };
+        if let Some(why) = self.breaker.tripped() {
+            return Err(stopped(self.scrub(why)));
+        }
         let backoff = ExponentialBuilder::default()
             .with_min_delay(Duration::from_millis(self.options.backoff_ms))
             .with_max_delay(Duration::from_secs(60))
@@ -303,42 +249,35 @@ impl ExpertCorrector for OpenAiExpert {
         let result = (|| self.attempt(&body))
             .retry(backoff)
             .sleep(tokio::time::sleep)
-            .when(|e: &CallError| e.retryable)
+            // No retry once the breaker has tripped: the run is stopping.
+            .when(|e: &CallError| e.retry && self.breaker.tripped().is_none())
             // A server that says when to come back is believed.
             .adjust(|e: &CallError, delay| delay.map(|d| e.retry_after.unwrap_or(d)))
             .notify(|e: &CallError, delay| {
-                tracing::debug!(item = %request.id, "expert call failed ({}); retrying in {delay:?}", e.message)
+                tracing::debug!(item = %request.id, "expert call failed ({}); retrying in {delay:?}", self.scrub(e.message.clone()))
             })
             .await;
-        match result {
-            Ok((content, usage)) => {
-                self.successes.fetch_add(1, Ordering::SeqCst);
-                let verdict = parse_reply(&content)
-                    .map_err(|m| ExpertError::new(false, format!("unparseable reply: {m}")))?;
-                Ok(ExpertReply {
-                    verdict,
-                    notes: Vec::new(),
-                    usage: usage.map(|u| TokenUsage {
-                        prompt_tokens: u.prompt_tokens,
-                        completion_tokens: u.completion_tokens,
-                    }),
-                })
-            }
-            Err(e) => {
-                let mut error = ExpertError::new(e.retryable, e.message);
-                if e.status == Some(401) {
-                    let refused = self.unauthorized.fetch_add(1, Ordering::SeqCst) + 1;
-                    if refused >= UNAUTHORIZED_LIMIT && self.successes.load(Ordering::SeqCst) == 0 {
-                        error.fatal = true;
-                        error.message = format!(
-                            "{} (the first {refused} requests were all refused: check the key in `{}` and base_url)",
-                            error.message,
-                            self.options.api_key_env.as_deref().unwrap_or("(no api_key_env)")
-                        );
-                    }
-                }
-                Err(error)
-            }
-        }
+        let answer = result.map_err(|e| self.failed(e))?;
+        self.breaker.success();
+        let verdict = parse_reply(&answer.content).map_err(|m| {
+            let cut = if answer.finish_reason.as_deref() == Some("length") {
+                format!(
+                    " (cut at the length limit: finish_reason `length`, max_tokens = {} sent as {:?})",
+                    self.options.max_tokens, self.options.token_field
+                )
+            } else {
+                String::new()
+            };
+            // The model answered and was paid: resending would pay again
+            // for the same answer, so --resume skips it (--retry-all sends it).
+            ExpertError::new(false, self.scrub(format!("unparseable reply{cut}: {m}")))
+                .with_kind("unparseable")
+                .with_usage(answer.usage)
+        })?;
+        Ok(ExpertReply {
+            verdict,
+            notes: Vec::new(),
+            usage: answer.usage,
+        })
     }
 }

@@ -11,22 +11,28 @@
 //! expert = { kind = "openai", base_url = "https://api.openai.com/v1", model = "o4-mini", api_key_env = "OPENAI_API_KEY" }
 //! ```
 //!
-//! The API key is read from the named environment variable when the expert
-//! is built; it is sent only in the `Authorization` header and never
-//! appears in messages, logs, journals or reports. Rate limits (429, with
-//! `Retry-After` honoured), server errors, timeouts and connection failures
-//! are retried with exponential backoff and jitter ([`backon`]); other client
-//! errors end the item with the server's message. When the first requests of
-//! a run all fail with 401 the expert reports a fatal error and the run
-//! stops instead of failing every item.
+//! The API key (and any `headers_env` value) is read from the named
+//! environment variable when the expert is built; it is sent only in its
+//! header and never appears in messages, logs, journals or reports. Replies
+//! are capped (`max_tokens`, sent in the field the server honours). Rate
+//! limits (429, with `Retry-After` honoured), server errors, timeouts and
+//! connection failures are retried with exponential backoff and jitter
+//! ([`backon`]); other client errors end the item with the server's message.
+//! When items keep failing the same persistent way (a wrong path or key, a
+//! chat template that rejects content lists) a circuit breaker stops the run
+//! with the likely cause instead of failing every item.
 
+mod breaker;
 mod client;
+mod failure;
+mod options;
 mod parse;
 mod prompt;
 
-pub use client::{OpenAiExpert, OpenAiOptions};
+pub use client::OpenAiExpert;
+pub use options::{ImageMode, OpenAiOptions, OptionError, TokenField};
 pub use parse::parse_reply;
-pub use prompt::{image_data_url, SYSTEM_PROMPT};
+pub use prompt::{image_data_url, SYSTEM_PROMPT, SYSTEM_PROMPT_TEXT_ONLY};
 
 use std::sync::Arc;
 
@@ -47,9 +53,9 @@ impl Plugin for OpenAiPlugin {
             "an OpenAI-compatible chat API (hosted, vLLM, llama.cpp, Ollama) reviews drafts",
             |spec, _| {
                 let options: OpenAiOptions = spec.options()?;
-                Ok(Arc::new(
-                    OpenAiExpert::new(options).map_err(|m| spec.error(m))?,
-                ))
+                let expert =
+                    OpenAiExpert::new(options).map_err(|e| spec.key_error(e.key, e.message))?;
+                Ok(Arc::new(expert))
             },
         )
     }

@@ -5,18 +5,39 @@ use base64::Engine as _;
 use rediff_core::ExpertRequest;
 use serde_json::{json, Value};
 
-/// The system prompt: section 4 of the specification, restated.
-pub const SYSTEM_PROMPT: &str = "You check captions that an image-captioning model wrote. \
-You get the image, the question, a reference answer written by a person, and the model's draft. \
-Find the parts of the draft that are wrong: objects, attributes, counts or positions that the image \
-does not show, repeated phrases, and broken grammar. \
-If nothing is wrong, answer with the single word: right \
+use crate::options::{ImageMode, OpenAiOptions, TokenField};
+
+/// The revision rules shared by both system prompts.
+macro_rules! rules {
+    () => {
+        "If nothing is wrong, answer with the single word: right. \
 Otherwise answer with a JSON list of corrections and nothing else, for example \
 [{\"org\": \"red circle\", \"target\": \"blue square\"}]. \
 Rules: `org` is copied exactly from the draft and occurs in it only once (add neighbouring words \
 until it does); `target` replaces it and has the same number of words; keep every correction as \
 small and local as possible; never rewrite parts that are right; do not add or remove information \
-beyond the replaced span.";
+beyond the replaced span."
+    };
+}
+
+/// The system prompt: section 4 of the specification, restated.
+pub const SYSTEM_PROMPT: &str = concat!(
+    "You check captions that an image-captioning model wrote. \
+You get the image, the question, a reference answer written by a person, and the model's draft. \
+Find the parts of the draft that are wrong: objects, attributes, counts or positions that the image \
+does not show, repeated phrases, and broken grammar. ",
+    rules!()
+);
+
+/// The system prompt without the image (`image = "none"`): the reference
+/// answer stands in for it.
+pub const SYSTEM_PROMPT_TEXT_ONLY: &str = concat!(
+    "You check captions that an image-captioning model wrote. \
+You do not see the image; you get the question, a reference answer written by a person who saw it, \
+and the model's draft. Find the parts of the draft that are wrong: objects, attributes, counts or \
+positions that contradict the reference answer, repeated phrases, and broken grammar. ",
+    rules!()
+);
 
 /// `data:<mime>;base64,<bytes>` for an image file, read as it is on disk.
 pub fn image_data_url(path: &std::path::Path) -> Result<String, String> {
@@ -39,31 +60,103 @@ pub fn image_data_url(path: &std::path::Path) -> Result<String, String> {
 }
 
 /// The chat-completions request body for one draft.
-pub fn request_body(
-    model: &str,
-    request: &ExpertRequest,
-    temperature: Option<f64>,
-    max_completion_tokens: Option<u32>,
-) -> Result<Value, String> {
+pub fn request_body(options: &OpenAiOptions, request: &ExpertRequest) -> Result<Value, String> {
     let text = format!(
         "Question: {}\nReference answer: {}\nDraft: {}",
         request.question, request.reference, request.draft
     );
-    let mut body = json!({
-        "model": model,
-        "messages": [
-            { "role": "system", "content": SYSTEM_PROMPT },
-            { "role": "user", "content": [
+    let (system, user) = match options.image {
+        ImageMode::DataUrl => (
+            SYSTEM_PROMPT,
+            json!([
                 { "type": "text", "text": text },
                 { "type": "image_url", "image_url": { "url": image_data_url(&request.image)? } }
-            ]}
+            ]),
+        ),
+        // A plain string: templates that reject content lists accept it.
+        ImageMode::None => (SYSTEM_PROMPT_TEXT_ONLY, json!(text)),
+    };
+    let mut body = json!({
+        "model": options.model,
+        "messages": [
+            { "role": "system", "content": system },
+            { "role": "user", "content": user }
         ]
     });
-    if let Some(t) = temperature {
+    if let Some(t) = options.temperature {
         body["temperature"] = json!(t);
     }
-    if let Some(m) = max_completion_tokens {
-        body["max_completion_tokens"] = json!(m);
+    let cap = json!(options.max_tokens);
+    match options.token_field {
+        TokenField::MaxTokens => body["max_tokens"] = cap,
+        TokenField::MaxCompletionTokens => body["max_completion_tokens"] = cap,
+        TokenField::Both => {
+            body["max_tokens"] = cap.clone();
+            body["max_completion_tokens"] = cap;
+        }
+    }
+    if !options.stop.is_empty() {
+        body["stop"] = json!(options.stop);
     }
     Ok(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(extra: Value) -> Value {
+        let mut v = json!({ "base_url": "http://h/v1", "model": "m" });
+        v.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        let options: OpenAiOptions = serde_json::from_value(v).unwrap();
+        let request = ExpertRequest {
+            id: "s".into(),
+            image: "/nonexistent/image.png".into(),
+            question: "q".into(),
+            reference: "r".into(),
+            draft: "d".into(),
+            truth: None,
+        };
+        request_body(&options, &request).unwrap()
+    }
+
+    #[test]
+    fn the_cap_goes_in_the_chosen_fields() {
+        let b = body(json!({ "image": "none" }));
+        assert_eq!(b["max_tokens"], 1024);
+        assert!(b.get("max_completion_tokens").is_none());
+        let b = body(
+            json!({ "image": "none", "token_field": "max_completion_tokens", "max_tokens": 64 }),
+        );
+        assert_eq!(b["max_completion_tokens"], 64);
+        assert!(b.get("max_tokens").is_none());
+        let b = body(json!({ "image": "none", "token_field": "both", "stop": ["\n\n\n"] }));
+        assert_eq!(
+            (b["max_tokens"].clone(), b["max_completion_tokens"].clone()),
+            (json!(1024), json!(1024))
+        );
+        assert_eq!(b["stop"], json!(["\n\n\n"]));
+    }
+
+    #[test]
+    fn text_only_sends_a_plain_string_and_reads_no_image() {
+        // The image does not exist: text-only mode never reads it.
+        let b = body(json!({ "image": "none" }));
+        assert_eq!(
+            b["messages"][1]["content"],
+            "Question: q\nReference answer: r\nDraft: d"
+        );
+        assert_eq!(b["messages"][0]["content"], SYSTEM_PROMPT_TEXT_ONLY);
+        assert!(!b.to_string().contains("image_url"));
+    }
+
+    #[test]
+    fn the_prompts_end_their_sentences() {
+        for p in [SYSTEM_PROMPT, SYSTEM_PROMPT_TEXT_ONLY] {
+            assert!(p.contains("single word: right. Otherwise"), "{p}");
+            assert!(!p.contains("  "), "{p}");
+        }
+    }
 }

@@ -121,8 +121,10 @@ async fn a_malformed_reply_fails_the_item_without_retrying() {
     let e = review_with("the caption looks fine to me")
         .await
         .unwrap_err();
-    assert!(!e.retryable && !e.fatal);
+    assert!(!e.retryable && !e.fatal && e.kind == "unparseable");
     assert!(e.message.contains("unparseable reply"), "{e}");
+    // The reply was paid for: its usage is kept.
+    assert_eq!(e.usage.map(|u| u.prompt_tokens), Some(120));
 }
 
 #[tokio::test]
@@ -193,7 +195,8 @@ async fn unauthorized_ends_the_item_and_then_the_run() {
     let (_d, img, _) = image();
     let expert = OpenAiExpert::new(options(&server)).unwrap();
     let first = expert.review(&request(&img)).await.unwrap_err();
-    assert!(!first.retryable && !first.fatal);
+    // Retryable on --resume (after fixing the key), not within the run.
+    assert!(first.retryable && !first.fatal && first.kind == "http-401");
     assert!(
         first
             .message
@@ -263,5 +266,30 @@ fn a_missing_key_variable_is_named_and_the_key_never_shown() {
     }))
     .unwrap();
     let e = OpenAiExpert::new(opts).unwrap_err();
-    assert!(e.contains("REDIFF_TEST_SURELY_UNSET_VARIABLE"), "{e}");
+    assert_eq!(e.key, "api_key_env");
+    assert!(
+        e.message.contains("REDIFF_TEST_SURELY_UNSET_VARIABLE"),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn a_server_echoing_the_key_never_gets_it_into_a_message() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(400).set_body_json(json!({
+            "error": { "message": format!("bad header `Authorization: Bearer {KEY}`") }
+        })))
+        .mount(&server)
+        .await;
+    let (_d, img, _) = image();
+    let e = OpenAiExpert::new(options(&server))
+        .unwrap()
+        .review(&request(&img))
+        .await
+        .unwrap_err();
+    assert!(
+        !e.message.contains(KEY) && e.message.contains("Bearer ***"),
+        "{e}"
+    );
 }

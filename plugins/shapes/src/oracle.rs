@@ -339,18 +339,20 @@ pub fn correct_with(
 #[async_trait]
 impl ExpertCorrector for Oracle {
     async fn review(&self, request: &ExpertRequest) -> Result<ExpertReply, ExpertError> {
-        let truth = request.truth.as_ref().ok_or_else(|| ExpertError {
-            retryable: false,
-            fatal: false,
-            message: format!(
-                "item {}: the oracle needs the scene ground truth, which only `shapes` data carries",
-                request.id
-            ),
+        let truth = request.truth.as_ref().ok_or_else(|| {
+            ExpertError::new(
+                false,
+                format!(
+                    "item {}: the oracle needs the scene ground truth, which only `shapes` data carries",
+                    request.id
+                ),
+            )
         })?;
-        let scene: Scene = serde_json::from_value(truth.clone()).map_err(|e| ExpertError {
-            retryable: false,
-            fatal: false,
-            message: format!("item {}: not a shapes scene: {e}", request.id),
+        let scene: Scene = serde_json::from_value(truth.clone()).map_err(|e| {
+            ExpertError::new(
+                false,
+                format!("item {}: not a shapes scene: {e}", request.id),
+            )
         })?;
         let (verdict, notes) = correct_with(&scene, &request.draft, self.options);
         Ok(ExpertReply {
