@@ -32,7 +32,7 @@ mod prompt;
 pub use client::OpenAiExpert;
 pub use options::{ImageMode, OpenAiOptions, OptionError, TokenField};
 pub use parse::parse_reply;
-pub use prompt::{image_data_url, SYSTEM_PROMPT, SYSTEM_PROMPT_TEXT_ONLY};
+pub use prompt::{image_data_url, system_prompt};
 
 use std::sync::Arc;
 

@@ -51,6 +51,16 @@ pub struct OpenAiOptions {
     /// What the expert is shown of the image. Default `data_url`.
     #[serde(default)]
     pub image: ImageMode,
+    /// The unit the prompt asks a correction to keep constant: `words`
+    /// (default: models count words reliably; the validator checks tokens
+    /// anyway) or `tokens` (what the reference's prompt asks).
+    #[serde(default)]
+    pub length_unit: LengthUnit,
+    /// A system prompt of your own instead of rediff's (for example the
+    /// reference's `revise_prompt` from its `data_pipe/sys_prompts.py`);
+    /// the user message stays `Question / Reference answer / Draft`.
+    #[serde(default)]
+    pub system_prompt: Option<String>,
     /// Stop the run when this many items in a row fail the same persistent
     /// way (same status and class: a wrong path, a chat template that
     /// rejects content lists, a bad key; before any success also a refused
@@ -66,6 +76,17 @@ pub struct OpenAiOptions {
     /// variable name (Azure's `api-key`). Values are redacted everywhere.
     #[serde(default)]
     pub headers_env: BTreeMap<String, String>,
+}
+
+/// The length a correction's `target` must keep, as the prompt states it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LengthUnit {
+    /// The same number of words.
+    #[default]
+    Words,
+    /// The same number of tokens (the reference's wording).
+    Tokens,
 }
 
 /// Where the reply length cap goes in the request.

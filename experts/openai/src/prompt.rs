@@ -5,39 +5,47 @@ use base64::Engine as _;
 use rediff_core::ExpertRequest;
 use serde_json::{json, Value};
 
-use crate::options::{ImageMode, OpenAiOptions, TokenField};
+use crate::options::{ImageMode, LengthUnit, OpenAiOptions, TokenField};
 
-/// The revision rules shared by both system prompts.
-macro_rules! rules {
-    () => {
-        "If nothing is wrong, answer with the single word: right. \
+/// The revision rules shared by both system prompts; `{unit}` is the
+/// length unit a correction keeps.
+const RULES: &str = "If nothing is wrong, answer with the single word: right. \
 Otherwise answer with a JSON list of corrections and nothing else, for example \
 [{\"org\": \"red circle\", \"target\": \"blue square\"}]. \
 Rules: `org` is copied exactly from the draft and occurs in it only once (add neighbouring words \
-until it does); `target` replaces it and has the same number of words; keep every correction as \
+until it does); `target` replaces it and has the same number of {unit}; keep every correction as \
 small and local as possible; never rewrite parts that are right; do not add or remove information \
-beyond the replaced span."
-    };
-}
+beyond the replaced span.";
 
-/// The system prompt: section 4 of the specification, restated.
-pub const SYSTEM_PROMPT: &str = concat!(
-    "You check captions that an image-captioning model wrote. \
+/// What the expert is asked to do when it sees the image.
+const TASK: &str = "You check captions that an image-captioning model wrote. \
 You get the image, the question, a reference answer written by a person, and the model's draft. \
 Find the parts of the draft that are wrong: objects, attributes, counts or positions that the image \
-does not show, repeated phrases, and broken grammar. ",
-    rules!()
-);
+does not show, repeated phrases, and broken grammar. ";
 
-/// The system prompt without the image (`image = "none"`): the reference
-/// answer stands in for it.
-pub const SYSTEM_PROMPT_TEXT_ONLY: &str = concat!(
-    "You check captions that an image-captioning model wrote. \
+/// What the expert is asked to do without the image (`image = "none"`):
+/// the reference answer stands in for it.
+const TASK_TEXT_ONLY: &str = "You check captions that an image-captioning model wrote. \
 You do not see the image; you get the question, a reference answer written by a person who saw it, \
 and the model's draft. Find the parts of the draft that are wrong: objects, attributes, counts or \
-positions that contradict the reference answer, repeated phrases, and broken grammar. ",
-    rules!()
-);
+positions that contradict the reference answer, repeated phrases, and broken grammar. ";
+
+/// The system prompt for `options`: section 4 of the specification,
+/// restated (or the user's own `system_prompt`).
+pub fn system_prompt(options: &OpenAiOptions) -> String {
+    if let Some(own) = &options.system_prompt {
+        return own.clone();
+    }
+    let task = match options.image {
+        ImageMode::DataUrl => TASK,
+        ImageMode::None => TASK_TEXT_ONLY,
+    };
+    let unit = match options.length_unit {
+        LengthUnit::Words => "words",
+        LengthUnit::Tokens => "tokens",
+    };
+    format!("{task}{}", RULES.replace("{unit}", unit))
+}
 
 /// `data:<mime>;base64,<bytes>` for an image file, read as it is on disk.
 pub fn image_data_url(path: &std::path::Path) -> Result<String, String> {
@@ -65,16 +73,14 @@ pub fn request_body(options: &OpenAiOptions, request: &ExpertRequest) -> Result<
         "Question: {}\nReference answer: {}\nDraft: {}",
         request.question, request.reference, request.draft
     );
-    let (system, user) = match options.image {
-        ImageMode::DataUrl => (
-            SYSTEM_PROMPT,
-            json!([
-                { "type": "text", "text": text },
-                { "type": "image_url", "image_url": { "url": image_data_url(&request.image)? } }
-            ]),
-        ),
+    let system = system_prompt(options);
+    let user = match options.image {
+        ImageMode::DataUrl => json!([
+            { "type": "text", "text": text },
+            { "type": "image_url", "image_url": { "url": image_data_url(&request.image)? } }
+        ]),
         // A plain string: templates that reject content lists accept it.
-        ImageMode::None => (SYSTEM_PROMPT_TEXT_ONLY, json!(text)),
+        ImageMode::None => json!(text),
     };
     let mut body = json!({
         "model": options.model,
@@ -148,15 +154,31 @@ mod tests {
             b["messages"][1]["content"],
             "Question: q\nReference answer: r\nDraft: d"
         );
-        assert_eq!(b["messages"][0]["content"], SYSTEM_PROMPT_TEXT_ONLY);
+        let system = b["messages"][0]["content"].as_str().unwrap();
+        assert!(system.contains("You do not see the image"), "{system}");
         assert!(!b.to_string().contains("image_url"));
     }
 
     #[test]
     fn the_prompts_end_their_sentences() {
-        for p in [SYSTEM_PROMPT, SYSTEM_PROMPT_TEXT_ONLY] {
+        for image in ["none", "data_url"] {
+            let options: OpenAiOptions = serde_json::from_value(
+                json!({ "base_url": "http://h/v1", "model": "m", "image": image }),
+            )
+            .unwrap();
+            let p = system_prompt(&options);
             assert!(p.contains("single word: right. Otherwise"), "{p}");
+            assert!(p.contains("same number of words"), "{p}");
             assert!(!p.contains("  "), "{p}");
         }
+    }
+
+    #[test]
+    fn the_length_unit_and_an_own_prompt_are_options() {
+        let b = body(json!({ "image": "none", "length_unit": "tokens" }));
+        let system = b["messages"][0]["content"].as_str().unwrap();
+        assert!(system.contains("same number of tokens"), "{system}");
+        let b = body(json!({ "image": "none", "system_prompt": "# ROLE: mine" }));
+        assert_eq!(b["messages"][0]["content"], "# ROLE: mine");
     }
 }
