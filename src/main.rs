@@ -1,7 +1,8 @@
 //! `rediff`: refine discrete-diffusion vision-language models.
 //!
 //! The binary only parses arguments and reports errors; everything else is
-//! in `rediff-core` and the plugin crates.
+//! in the `core/` crates (`rediff-engine` runs pipelines) and the plugin
+//! group `rediff-builtins`.
 
 /// `println!` that never panics: when stdout is closed (`rediff ... | head`)
 /// the rest of the output is dropped and the command finishes normally.
@@ -51,9 +52,6 @@ enum Command {
     Generate(cmd::generate::GenerateArgs),
     /// List every registered component by kind, with its origin.
     Components(cmd::components::ComponentsArgs),
-    /// Time the tiny model against its PyTorch twin (training step, forward
-    /// pass, captions) at 1 and 2 threads and write the table as JSON.
-    Bench(cmd::bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -69,7 +67,6 @@ fn main() -> ExitCode {
         Command::Check(args) => cmd::check::run(args),
         Command::Generate(args) => cmd::generate::run(args),
         Command::Components(args) => cmd::components::run(args),
-        Command::Bench(args) => cmd::bench::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -6,7 +6,7 @@
 mod common;
 
 use common::{run_pipeline, trained_run, write};
-use rediff_core::report::Report;
+use rediff_report::Report;
 
 #[test]
 fn a_pipeline_trains_on_reference_format_files() {
@@ -82,7 +82,7 @@ samplers = [{{ name = "refine", policy = {{ kind = "refine" }} }}]
     let report: Report =
         serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
     assert!(report.results.is_empty());
-    let corrected = rediff_core::formats::read_conversations(&exported)
+    let corrected = rediff_formats::reference::read_conversations(&exported)
         .unwrap()
         .len();
     assert!(corrected > 0);

@@ -10,8 +10,8 @@ use std::path::Path;
 
 use common::{builtin_registry, rediff};
 use image::{Rgb, RgbImage};
-use rediff_core::registry::BuildContext;
-use rediff_core::{ComponentSpec, ExpertRequest};
+use rediff_api::registry::BuildContext;
+use rediff_api::{ComponentSpec, ExpertRequest};
 use rediff_llada_v::testing::{write_random_checkpoint, TinySpec};
 
 fn checkpoint(dir: &Path) {
@@ -122,24 +122,20 @@ fn the_model_expert_reviews_with_a_llada_v_checkpoint() {
         ),
     )
     .unwrap();
-    let ctx = BuildContext {
-        checkpoints: Some(registry.checkpoint_loader()),
-        ..Default::default()
-    };
+    let ctx = BuildContext::new(0).with_checkpoints(registry.checkpoint_loader());
     let expert = registry.build_expert(&spec, &ctx).unwrap();
-    let request = ExpertRequest {
-        id: "0".into(),
-        image: img,
-        question: "describe the image .".into(),
-        reference: "a red circle .".into(),
-        draft: "a red circle in the center .".into(),
-        truth: None,
-    };
+    let request = ExpertRequest::new(
+        "0",
+        img,
+        "describe the image .",
+        "a red circle .",
+        "a red circle in the center .",
+    );
     let rt = tokio::runtime::Runtime::new().unwrap();
     let reply = rt.block_on(expert.review(&request)).unwrap();
     // Random weights rewrite something or nothing; either way every pair
     // must be a same-length span of the draft.
-    if let rediff_core::ExpertVerdict::Revisions(pairs) = reply.verdict {
+    if let rediff_api::ExpertVerdict::Revisions(pairs) = reply.verdict {
         for p in pairs {
             assert!(request.draft.contains(&p.org), "{p:?}");
             assert_eq!(

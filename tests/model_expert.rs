@@ -4,10 +4,10 @@
 mod common;
 
 use common::{builtin_registry, rediff, texts, trained_run};
-use rediff_core::registry::BuildContext;
-use rediff_core::spans::apply_pairs;
-use rediff_core::stage2::validate_pairs;
-use rediff_core::{ComponentSpec, ExpertRequest, ExpertVerdict, TextTokenizer};
+use rediff_api::registry::BuildContext;
+use rediff_api::spans::apply_pairs;
+use rediff_api::{ComponentSpec, ExpertRequest, ExpertVerdict};
+use rediff_engine::stage2::validate_pairs;
 
 const COLORS: [&str; 4] = ["red", "green", "blue", "yellow"];
 
@@ -30,10 +30,7 @@ async fn the_model_expert_repairs_a_planted_wrong_colour() {
     assert!(output.status.success(), "{stderr}");
     let own = own.trim().to_string();
     let registry = builtin_registry();
-    let ctx = BuildContext {
-        checkpoints: Some(registry.checkpoint_loader()),
-        ..Default::default()
-    };
+    let ctx = BuildContext::new(0).with_checkpoints(registry.checkpoint_loader());
     let spec = ComponentSpec::from_toml_str(
         "test",
         &format!(
@@ -46,13 +43,14 @@ async fn the_model_expert_repairs_a_planted_wrong_colour() {
     // The caption the expert itself stands by: the generated one, with the
     // expert's own revisions applied until it judges it right (a tiny model
     // may revise its own sampled caption once).
-    let ask = |draft: &str| ExpertRequest {
-        id: "eval-00000".into(),
-        image: image.clone(),
-        question: "describe the image .".into(),
-        reference: draft.to_string(),
-        draft: draft.to_string(),
-        truth: None,
+    let ask = |draft: &str| {
+        ExpertRequest::new(
+            "eval-00000",
+            image.clone(),
+            "describe the image .",
+            draft.to_string(),
+            draft.to_string(),
+        )
     };
     let mut own = own;
     for _ in 0..4 {
@@ -68,15 +66,14 @@ async fn the_model_expert_repairs_a_planted_wrong_colour() {
         .to_string();
     let planted_colour = COLORS.iter().find(|c| **c != colour).unwrap();
     let draft = own.replacen(&colour, planted_colour, 1);
-    let request = ExpertRequest {
-        reference: own.clone(),
-        ..ask(&draft)
-    };
+    let mut request = ask(&draft);
+    request.reference = own.clone();
     let reply = expert.review(&request).await.unwrap();
     let ExpertVerdict::Revisions(pairs) = reply.verdict else {
         panic!("`{draft}` judged right");
     };
-    let tokenizer = TextTokenizer::from_file(&checkpoint.join("tokenizer.json")).unwrap();
+    let tokenizer =
+        rediff_formats::HfTokenizer::from_file(&checkpoint.join("tokenizer.json")).unwrap();
     let validation =
         validate_pairs(&tokenizer, &tokenizer.encode(&draft).unwrap(), &pairs).unwrap();
     assert!(
@@ -89,10 +86,7 @@ async fn the_model_expert_repairs_a_planted_wrong_colour() {
         validation.dropped
     );
     // Its own caption needs no correction.
-    let right = ExpertRequest {
-        draft: own.clone(),
-        ..request
-    };
+    let right = ask(&own);
     assert_eq!(
         expert.review(&right).await.unwrap().verdict,
         ExpertVerdict::Right

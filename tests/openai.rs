@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{texts, write, TINY};
-use rediff_core::stage2::{ReviewOutcome, ReviewRecord};
+use rediff_engine::stage2::{ReviewOutcome, ReviewRecord};
 use serde_json::json;
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 

@@ -9,9 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{rediff, run_pipeline, texts, trained_run, write, TINY};
-use rediff_core::pipeline::{self, RunOptions};
-use rediff_core::report::Report;
-use rediff_core::PipelineConfig;
+use rediff_engine::pipeline::{self, RunOptions};
+use rediff_engine::PipelineConfig;
+use rediff_report::Report;
 
 fn report(dir: &std::path::Path) -> Report {
     serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap()
@@ -44,6 +44,20 @@ fn run_writes_the_three_report_files_with_every_setting() {
         assert!(out.join(f).exists(), "{f} missing");
     }
     let r = report(out);
+    let metrics: Vec<(&str, bool)> = r
+        .metrics
+        .iter()
+        .map(|m| (m.name.as_str(), m.higher_is_better))
+        .collect();
+    assert_eq!(
+        metrics,
+        [
+            ("factuality", true),
+            ("coverage", true),
+            ("grammar", true),
+            ("repetition", false)
+        ]
+    );
     // 3 models x 2 samplers x 2 tokens-per-step settings.
     assert_eq!(r.results.len(), 12);
     for model in ["baseline", "rediff-base", "rediff"] {
@@ -52,7 +66,10 @@ fn run_writes_the_three_report_files_with_every_setting() {
                 let row = r.result(model, sampler, tps).unwrap();
                 assert_eq!(row.samples, 12);
                 assert_eq!(row.steps, 24 / tps);
-                for v in [row.factuality, row.coverage, row.grammar, row.repetition] {
+                // The shapes scorer's four metrics, through the generic path.
+                let names: Vec<&str> = row.metrics.iter().map(|(n, _)| n).collect();
+                assert_eq!(names, ["factuality", "coverage", "grammar", "repetition"]);
+                for (_, v) in row.metrics.iter() {
                     assert!((0.0..=1.0).contains(&v));
                 }
             }
@@ -121,6 +138,7 @@ fn interrupted_run_resumes_to_the_same_report() {
     let options = |out: &str, resume: bool, flag: Arc<AtomicBool>| RunOptions {
         out_dir: dir.path().join(out),
         resume,
+        accept_changes: false,
         retry_all: false,
         progress: false,
         interrupt: flag,
@@ -148,7 +166,7 @@ fn interrupted_run_resumes_to_the_same_report() {
     let first = pipeline::run(&cfg, &registry, &options("cut", false, flag));
     watcher.join().unwrap();
     assert!(
-        matches!(first, Err(rediff_core::Error::Interrupted)),
+        matches!(first, Err(rediff_api::Error::Interrupted)),
         "the run should have been interrupted: {:?}",
         first.map(|r| r.results.len())
     );
@@ -202,6 +220,7 @@ fn help_explains_every_flag() {
         "--out",
         "--resume",
         "--retry-all",
+        "--accept-changes",
         "--dry-run",
         "--seed",
         "--threads",

@@ -10,10 +10,11 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 use common::{builtin_registry, run_pipeline, texts, write, TINY};
-use rediff_core::dynamic::{load_plugin, PluginError, ABI_VERSION, RUSTC_VERSION};
-use rediff_core::registry::{BuildContext, RegistryError};
-use rediff_core::stage2::{ReviewOutcome, ReviewRecord};
-use rediff_core::ComponentSpec;
+use rediff_api::plugin::{Fingerprint, ABI_VERSION};
+use rediff_api::registry::{BuildContext, RegistryError};
+use rediff_api::ComponentSpec;
+use rediff_dynamic::{load_plugin, PluginError};
+use rediff_engine::stage2::{ReviewOutcome, ReviewRecord};
 
 /// Built plugin libraries, each copied under its own name (the dynamic
 /// loader caches libraries by path).
@@ -22,22 +23,50 @@ struct Built {
     files: BTreeMap<String, PathBuf>,
 }
 
-const FAULTS: [&str; 7] = [
+const FAULTS: [&str; 6] = [
     "abi",
     "compiler",
-    "interface",
     "register-panics",
     "expert-panics",
     "duplicate",
     "no-declaration",
 ];
 
+/// The profile directory the tests run from (`target/<profile>/deps/..`):
+/// plugins are built with the same profile, so `cargo test` works with and
+/// without `--release`.
+fn profile_dir() -> PathBuf {
+    std::env::current_exe()
+        .unwrap()
+        .parent()
+        .and_then(Path::parent)
+        .unwrap()
+        .to_path_buf()
+}
+
 fn cargo_build(package: &str, features: Option<&str>) -> PathBuf {
+    cargo_build_in(None, package, features)
+}
+
+/// Builds `package` (in the workspace at `workspace`, else this one) with
+/// this test's profile and target directory; returns the library.
+fn cargo_build_in(workspace: Option<&Path>, package: &str, features: Option<&str>) -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let profile = profile_dir();
+    let release = profile.file_name().is_some_and(|n| n == "release");
     let mut cmd = Command::new(cargo);
-    cmd.args(["build", "--release", "--quiet", "-p", package]);
+    cmd.args(["build", "--quiet", "-p", package]);
+    if release {
+        cmd.arg("--release");
+    }
     if let Some(f) = features {
         cmd.args(["--features", f]);
+    }
+    if let Some(dir) = workspace {
+        // Same target directory: the dependencies are built once.
+        cmd.current_dir(dir)
+            .env("CARGO_TARGET_DIR", profile.parent().unwrap())
+            .arg("--offline");
     }
     let out = cmd.output().expect("cargo runs");
     assert!(
@@ -45,20 +74,62 @@ fn cargo_build(package: &str, features: Option<&str>) -> PathBuf {
         "building {package}: {}",
         texts(&out).1
     );
-    // Tests run from target/release/deps.
-    let release = std::env::current_exe()
-        .unwrap()
-        .parent()
-        .and_then(Path::parent)
-        .unwrap()
-        .to_path_buf();
     let file = format!(
         "{}{}{}",
         std::env::consts::DLL_PREFIX,
         package.replace('-', "_"),
         std::env::consts::DLL_SUFFIX
     );
-    release.join(file)
+    profile.join(file)
+}
+
+/// A workspace beside this one holding the fault plugin and a copy of
+/// `rediff-api` whose version is `version`, with this workspace's lock file
+/// (so every other crate is the same).
+fn workspace_with_api_version(dir: &Path, version: &str) -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let copy = |from: &Path, to: &Path| {
+        let status = Command::new("cp")
+            .arg("-r")
+            .arg(from)
+            .arg(to)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    copy(&root.join("core/api"), &dir.join("api"));
+    copy(&root.join("tests/plugins/faulty"), &dir.join("faulty"));
+    let manifest = dir.join("api/Cargo.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(
+        &manifest,
+        text.replacen(
+            "version.workspace = true",
+            &format!("version = \"{version}\""),
+            1,
+        ),
+    )
+    .unwrap();
+    let main = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+    let shared =
+        &main[main.find("[workspace.package]").unwrap()..main.find("\n[package]").unwrap()];
+    let shared: String = shared
+        .lines()
+        .filter(|l| !l.contains("path = ") || l.starts_with("rediff-api "))
+        .map(|l| {
+            l.replace("path = \"core/api\"", "path = \"api\"")
+                .replace("version = \"0.1.0\" }", "version = \"*\" }")
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let profiles = &main[main.find("[profile.").unwrap()..];
+    std::fs::write(
+        dir.join("Cargo.toml"),
+        format!("[workspace]\nmembers = [\"api\", \"faulty\"]\nresolver = \"2\"\n\n{shared}\n\n{profiles}"),
+    )
+    .unwrap();
+    std::fs::copy(root.join("Cargo.lock"), dir.join("Cargo.lock")).unwrap();
+    dir.to_path_buf()
 }
 
 fn built() -> &'static Built {
@@ -79,6 +150,21 @@ fn built() -> &'static Built {
         for fault in FAULTS {
             keep(fault, cargo_build("rediff-test-faulty-plugin", Some(fault)));
         }
+        // A real feature difference in a crate whose types cross the boundary.
+        keep(
+            "features",
+            cargo_build(
+                "rediff-test-faulty-plugin",
+                Some("rediff-api/fingerprint-selftest"),
+            ),
+        );
+        // A real version difference: the plugin compiled against another rediff-api.
+        let other = tempfile::tempdir().unwrap();
+        let ws = workspace_with_api_version(other.path(), "0.1.1");
+        keep(
+            "version",
+            cargo_build_in(Some(&ws), "rediff-test-faulty-plugin", None),
+        );
         Built { _dir: dir, files }
     })
 }
@@ -163,7 +249,7 @@ fn example_plugins_drive_a_pipeline_from_its_toml() {
 fn each_bad_library_is_a_distinct_error_and_the_process_survives() {
     let mut registry = builtin_registry();
     let before = registry.list().len();
-    let err = |name: &str, registry: &mut rediff_core::Registry| {
+    let err = |name: &str, registry: &mut rediff_api::Registry| {
         load_plugin(registry, lib(name)).expect_err(name)
     };
     match err("no-declaration", &mut registry) {
@@ -179,18 +265,40 @@ fn each_bad_library_is_a_distinct_error_and_the_process_survives() {
         }
         other => panic!("{other}"),
     }
-    let e = err("compiler", &mut registry);
-    assert!(matches!(e, PluginError::CompilerMismatch { .. }), "{e}");
-    let message = e.to_string();
-    assert!(
-        message.contains("rustc 1.0.0")
-            && message.contains(RUSTC_VERSION)
-            && message.contains("rebuild"),
-        "{message}"
+    // Each refusal names the fact that differs, with both sides' values.
+    let host = Fingerprint::this_build();
+    let refused = |name: &str, registry: &mut rediff_api::Registry, fact: &str, plugin: &str| {
+        let e = err(name, registry);
+        let d = e.differences().to_vec();
+        assert_eq!(d.len(), 1, "{name}: {e}");
+        assert_eq!(
+            d[0],
+            (
+                fact.to_string(),
+                plugin.to_string(),
+                host.facts()[fact].clone()
+            ),
+            "{name}"
+        );
+        let message = e.to_string();
+        assert!(
+            message.contains(&format!("{fact}: plugin `{plugin}`")) && message.contains("rebuild"),
+            "{message}"
+        );
+    };
+    refused(
+        "compiler",
+        &mut registry,
+        "rustc",
+        "rustc 1.0.0 (a28077b28 2015-05-13)",
     );
-    let e = err("interface", &mut registry);
-    assert!(matches!(e, PluginError::InterfaceMismatch { .. }), "{e}");
-    assert!(e.to_string().contains("0.0.1-other"), "{e}");
+    refused(
+        "features",
+        &mut registry,
+        "rediff-api features",
+        "fingerprint-selftest",
+    );
+    refused("version", &mut registry, "rediff-api", "0.1.1");
     match err("register-panics", &mut registry) {
         PluginError::Panicked { message, .. } => {
             assert!(message.contains("planted panic"), "{message}")

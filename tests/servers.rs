@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 
 use common::fake_llm::{always_right, honest, listed, prose, FakeLlm, Flavor};
 use common::{stage1_copy, texts, write, TINY};
-use rediff_core::expert::{ExpertCorrector, ExpertRequest, ExpertVerdict};
-use rediff_core::report::Report;
+use rediff_api::expert::{ExpertCorrector, ExpertRequest, ExpertVerdict};
 use rediff_expert_openai::{OpenAiExpert, OpenAiOptions};
+use rediff_report::Report;
 use serde_json::{json, Value};
 use wiremock::MockServer;
 
@@ -32,7 +32,7 @@ fn pipeline(dir: &Path, base_url: &str, extra: &str) -> PathBuf {
 
 /// `rediff run` on a Stage I copy (`--resume`: only Stage II runs).
 fn run(pipeline: &Path, out: &Path, extra: &[&str]) -> (bool, String, String) {
-    let mut args = vec!["--resume"];
+    let mut args = vec!["--resume", "--accept-changes"];
     args.extend_from_slice(extra);
     let output = common::run_command(pipeline, out, &args).output().unwrap();
     let (o, e) = texts(&output);
@@ -211,14 +211,13 @@ fn options(base_url: &str, extra: Value) -> OpenAiOptions {
 }
 
 fn request(i: usize) -> ExpertRequest {
-    ExpertRequest {
-        id: format!("s{i}"),
-        image: "/text-only/never/read.png".into(),
-        question: "describe the image .".into(),
-        reference: "a red circle on the right .".into(),
-        draft: "a red circle on the left .".into(),
-        truth: None,
-    }
+    ExpertRequest::new(
+        format!("s{i}"),
+        "/text-only/never/read.png",
+        "describe the image .",
+        "a red circle on the right .",
+        "a red circle on the left .",
+    )
 }
 
 #[tokio::test]
@@ -296,9 +295,10 @@ async fn a_vllm_template_error_is_a_400_the_breaker_recognises() {
     let image = dir.path().join("i.png");
     std::fs::write(&image, b"png").unwrap();
     let e = expert
-        .review(&ExpertRequest {
-            image,
-            ..request(0)
+        .review(&{
+            let mut r = request(0);
+            r.image = image;
+            r
         })
         .await
         .unwrap_err();
@@ -337,7 +337,7 @@ async fn openai_reasoning_models_need_max_completion_tokens_and_the_breaker_says
     .unwrap();
     assert_eq!(
         fixed.review(&request(0)).await.unwrap().verdict,
-        ExpertVerdict::Revisions(vec![rediff_core::RevisePair {
+        ExpertVerdict::Revisions(vec![rediff_api::RevisePair {
             org: "left".into(),
             target: "right".into()
         }])
@@ -356,10 +356,8 @@ async fn a_server_without_vision_is_named_and_text_only_mode_works_with_it() {
     let dir = tempfile::tempdir().unwrap();
     let image = dir.path().join("i.png");
     std::fs::write(&image, b"png").unwrap();
-    let with_image = ExpertRequest {
-        image,
-        ..request(0)
-    };
+    let mut with_image = request(0);
+    with_image.image = image;
     let expert = OpenAiExpert::new(options(
         &url,
         json!({ "image": "data_url", "breaker_after": 1 }),

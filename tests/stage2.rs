@@ -12,13 +12,14 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use common::{copy_dir, TINY};
-use rediff_core::expert::{ExpertCorrector, ExpertError, ExpertReply, ExpertRequest};
-use rediff_core::formats::read_conversations;
-use rediff_core::pipeline::{self, RunOptions};
-use rediff_core::registry::{Plugin, Registrar, RegistryError};
-use rediff_core::report::Report;
-use rediff_core::stage2::{DraftRecord, ReviewRecord};
-use rediff_core::{PipelineConfig, Registry};
+use rediff_api::expert::{ExpertCorrector, ExpertError, ExpertReply, ExpertRequest};
+use rediff_api::registry::{Plugin, Registrar, RegistryError};
+use rediff_api::Registry;
+use rediff_engine::pipeline::{self, RunOptions};
+use rediff_engine::stage2::{DraftRecord, ReviewRecord};
+use rediff_engine::PipelineConfig;
+use rediff_formats::reference::read_conversations;
+use rediff_report::Report;
 
 /// The oracle, counting every call by (sample, draft); fails every
 /// `fail_every`-th call when set.
@@ -81,6 +82,7 @@ fn run(out: &Path, resume: bool, counter: &Arc<Counter>) -> Report {
     let options = RunOptions {
         out_dir: out.to_path_buf(),
         resume,
+        accept_changes: false,
         retry_all: false,
         progress: false,
         interrupt: Arc::default(),

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use rediff_core::pipeline::assemble;
+use rediff_engine::pipeline::assemble;
 
 /// Arguments of `rediff check`.
 #[derive(Debug, Args)]
@@ -11,7 +11,7 @@ pub struct CheckArgs {
     /// Pipeline file to validate (TOML).
     pipeline: PathBuf,
 
-    /// Load a plugin library (a `cdylib` built with rediff_core::export_plugin!)
+    /// Load a plugin library (a `cdylib` built with rediff_api::export_plugin!)
     /// before building components; repeatable, after the pipeline's
     /// `[[plugins]]`. A plugin is native code that runs with your privileges.
     #[arg(long = "plugin", value_name = "PATH")]

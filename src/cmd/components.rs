@@ -11,7 +11,7 @@ pub struct ComponentsArgs {
     #[arg(long)]
     json: bool,
 
-    /// Load a plugin library (a `cdylib` built with rediff_core::export_plugin!)
+    /// Load a plugin library (a `cdylib` built with rediff_api::export_plugin!)
     /// and list its components too; repeatable. A plugin is native code that runs with your privileges.
     #[arg(long = "plugin", value_name = "PATH")]
     plugins: Vec<PathBuf>,

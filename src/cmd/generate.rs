@@ -12,13 +12,14 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 use clap::{ArgGroup, Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
-use rediff_core::device::{DeviceChoice, WeightDtype};
-use rediff_core::formats::write_predictions;
-use rediff_core::image_io::load_image;
-use rediff_core::model::{ModelBackend, Prompt};
-use rediff_core::registry::{BuildContext, LoadOptions};
-use rediff_core::sampler::{Generation, Sampler, SamplerSettings, StepEvent};
-use rediff_core::{rng, ComponentSpec};
+use rediff_api::device::{DeviceChoice, WeightDtype};
+use rediff_api::model::{ModelBackend, Prompt};
+use rediff_api::registry::{BuildContext, LoadOptions};
+use rediff_api::ComponentSpec;
+use rediff_engine::sampler::{Generation, Sampler, SamplerSettings, StepEvent};
+use rediff_formats::image::load_image;
+use rediff_formats::reference::write_predictions;
+use rediff_nn::rng;
 
 /// How captions are printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -131,6 +132,11 @@ pub struct GenerateArgs {
     /// ids, stop position, forward passes and revisions (JSON Lines).
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     format: OutputFormat,
+    /// Load a plugin library (a `cdylib` built with rediff_api::export_plugin!)
+    /// first, e.g. for a checkpoint trained with a plugin's schedule or
+    /// model; repeatable. A plugin is native code that runs with your privileges.
+    #[arg(long = "plugin", value_name = "PATH")]
+    plugins: Vec<PathBuf>,
 }
 
 fn parse_device(s: &str) -> Result<DeviceChoice, String> {
@@ -203,6 +209,23 @@ fn render_step(ev: &StepEvent, model: &dyn ModelBackend, color: bool) -> String 
     )
 }
 
+/// The noise schedule a checkpoint was trained with: its `schedule.toml`
+/// (written by `rediff run`), else `linear`, LLaDA-V's and ReDiff's.
+fn schedule_spec(model: &Path) -> anyhow::Result<ComponentSpec> {
+    let path = model.join(rediff_engine::train::SCHEDULE_FILE);
+    if !path.exists() {
+        return Ok(ComponentSpec::from_toml_str(
+            "schedule (default)",
+            "kind = \"linear\"",
+        )?);
+    }
+    let text = std::fs::read_to_string(&path).with_context(|| format!("{}", path.display()))?;
+    Ok(ComponentSpec::from_toml_str(
+        &path.display().to_string(),
+        &text,
+    )?)
+}
+
 /// Whether `dir` holds a tiny-vlm checkpoint (its config.json says so).
 fn is_tiny_checkpoint(dir: &Path) -> bool {
     std::fs::read_to_string(dir.join("config.json"))
@@ -228,20 +251,15 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     };
     super::set_threads(args.threads.or_else(|| {
         // One tiny-vlm caption's matrices are too small for several compute
-        // threads to pay off (`rediff bench`: slower with two than with one).
+        // threads to pay off (the twin benchmark: slower with two than with one).
         (batch_images.is_none() && is_tiny_checkpoint(&args.model)).then_some(1)
     }));
-    let registry = crate::registry::builtin()?;
-    let load = LoadOptions {
-        device: args.device.resolve()?,
-        dtype: args.dtype.into(),
-    };
+    let registry = crate::registry::with_plugins(&args.plugins)?;
+    let load = LoadOptions::new(args.device.resolve()?, args.dtype.into());
     let model = registry.load_model(&args.model, &load)?;
     let policy = registry.build_policy(&policy_spec(&args)?, &BuildContext::default())?;
-    let schedule = registry.build_schedule(
-        &ComponentSpec::from_toml_str("schedule", "kind = \"linear\"")?,
-        &BuildContext::default(),
-    )?;
+    let schedule =
+        registry.build_schedule(&schedule_spec(&args.model)?, &BuildContext::default())?;
     let settings = SamplerSettings {
         gen_length: args.gen_length,
         block_length: args.block_length.unwrap_or(args.gen_length),
@@ -425,7 +443,7 @@ fn caption_directory(
                     ids: prompt_ids.clone(),
                 })
             })
-            .collect::<rediff_core::Result<Vec<_>>>()?;
+            .collect::<rediff_api::Result<Vec<_>>>()?;
         let context = model.encode_prompts(&prompts)?;
         let mut rng = rng::stream(args.seed, "generate", b as u64);
         let mut events = Vec::new();

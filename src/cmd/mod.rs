@@ -1,6 +1,5 @@
 //! One module per subcommand.
 
-pub mod bench;
 pub mod check;
 pub mod components;
 pub mod generate;
@@ -8,7 +7,7 @@ pub mod run;
 
 use std::path::Path;
 
-use rediff_core::PipelineConfig;
+use rediff_engine::PipelineConfig;
 
 /// The quickstart pipeline, embedded so `rediff run` needs no file.
 pub const QUICKSTART: &str = include_str!("../../configs/quickstart.toml");

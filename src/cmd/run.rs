@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
-use rediff_core::pipeline::{self, RunOptions};
+use rediff_engine::pipeline::{self, RunOptions};
 
 /// Arguments of `rediff run`.
 #[derive(Debug, Args)]
@@ -31,7 +31,15 @@ pub struct RunArgs {
     #[arg(long, requires = "resume")]
     retry_all: bool,
 
-    /// Override the pipeline's seed.
+    /// With --resume: continue although the configuration differs from the
+    /// one the run was started with (e.g. another Stage II expert on the
+    /// same trained Stage I). Finished stages are reused as they are; the
+    /// changes are listed and appended to config-changes.log.
+    #[arg(long, requires = "resume")]
+    accept_changes: bool,
+
+    /// Override the pipeline's seed (recorded in the run directory's
+    /// pipeline.toml; --resume refuses a different one).
     #[arg(long)]
     seed: Option<u64>,
 
@@ -50,7 +58,7 @@ pub struct RunArgs {
     #[arg(long)]
     dry_run: bool,
 
-    /// Load a plugin library (a `cdylib` built with rediff_core::export_plugin!)
+    /// Load a plugin library (a `cdylib` built with rediff_api::export_plugin!)
     /// before building components; repeatable, after the pipeline's
     /// `[[plugins]]`. A plugin is native code that runs with your privileges.
     #[arg(long = "plugin", value_name = "PATH")]
@@ -61,7 +69,9 @@ pub struct RunArgs {
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let mut cfg = super::load_pipeline(args.pipeline.as_deref())?;
     if let Some(seed) = args.seed {
-        cfg.seed = seed;
+        // Written into the configuration text, so the run directory's
+        // pipeline.toml is the configuration this run used.
+        cfg = cfg.with_override("seed", &seed.to_string())?;
     }
     // Concurrent stages and data-parallel shards each get one compute
     // thread unless told otherwise.
@@ -102,11 +112,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         out_dir: out.clone(),
         resume: args.resume,
         retry_all: args.retry_all,
+        accept_changes: args.accept_changes,
         progress: !args.quiet,
         interrupt,
     };
     let report = match pipeline::run(&cfg, &registry, &opts) {
-        Err(rediff_core::Error::Interrupted) => {
+        Err(rediff_api::Error::Interrupted) => {
             let pipeline = args
                 .pipeline
                 .as_deref()
@@ -119,7 +130,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         }
         other => other?,
     };
-    outln!("{}", report.table());
+    outln!(
+        "{}",
+        rediff_report::markdown::results_table(&report.metrics, &report.results)
+    );
     if let Some(stage2) = &report.stage2 {
         outln!("{}", stage2.summary());
     }

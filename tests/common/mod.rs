@@ -74,28 +74,13 @@ pub fn without_stage2(text: &str) -> String {
 }
 
 /// The built-in components, as the binary registers them.
-pub fn builtin_registry() -> rediff_core::Registry {
-    let mut registry = rediff_core::Registry::new();
-    registry
-        .add_plugin(&rediff_standard::StandardPlugin)
-        .unwrap();
-    registry.add_plugin(&rediff_shapes::ShapesPlugin).unwrap();
-    registry
-        .add_plugin(&rediff_tiny_vlm::TinyVlmPlugin)
-        .unwrap();
-    registry.add_plugin(&rediff_llada_v::LladaVPlugin).unwrap();
-    registry
-        .add_plugin(&rediff_expert_openai::OpenAiPlugin)
-        .unwrap();
-    registry
-        .add_plugin(&rediff_expert_model::ModelExpertPlugin)
-        .unwrap();
-    registry
+pub fn builtin_registry() -> rediff_api::Registry {
+    rediff_builtins::registry().unwrap()
 }
 
 /// The expert reviews of Stage II round `round` in a run directory, in
 /// journal order.
-pub fn round_reviews(out: &Path, round: usize) -> Vec<rediff_core::stage2::ReviewRecord> {
+pub fn round_reviews(out: &Path, round: usize) -> Vec<rediff_engine::stage2::ReviewRecord> {
     let path = out.join(format!("stage2/round-{round}/reviews.jsonl"));
     std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()))

@@ -23,16 +23,14 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use candle_core::Tensor;
-use rediff_core::device::{DeviceChoice, WeightDtype};
-use rediff_core::expert::{
-    ExpertCorrector, ExpertError, ExpertReply, ExpertRequest, ExpertVerdict,
-};
-use rediff_core::image_io::load_image;
-use rediff_core::model::{ModelBackend, Prompt};
-use rediff_core::registry::{LoadOptions, Plugin, Registrar, RegistryError};
-use rediff_core::sampler::choose;
-use rediff_core::tokens::pad_response;
-use rediff_core::RevisePair;
+use rediff_api::device::{DeviceChoice, WeightDtype};
+use rediff_api::expert::{ExpertCorrector, ExpertError, ExpertReply, ExpertRequest, ExpertVerdict};
+use rediff_api::model::{ModelBackend, Prompt};
+use rediff_api::registry::{LoadOptions, Plugin, Registrar, RegistryError};
+use rediff_api::sampling::choose;
+use rediff_api::tokens::pad_response;
+use rediff_api::RevisePair;
+use rediff_formats::image::load_image;
 use serde::Deserialize;
 
 /// Options of `model`.
@@ -96,7 +94,7 @@ impl ModelExpert {
     }
 
     /// The draft's token ids after the refining passes, and the answer length.
-    fn refine(&self, request: &ExpertRequest) -> rediff_core::Result<(Vec<u32>, Vec<u32>)> {
+    fn refine(&self, request: &ExpertRequest) -> rediff_api::Result<(Vec<u32>, Vec<u32>)> {
         let model = self.model.lock().unwrap_or_else(|p| p.into_inner());
         let image = Arc::new(load_image(&request.image)?);
         let prompt = Prompt {
@@ -106,9 +104,9 @@ impl ModelExpert {
         let special = model.special_tokens().clone();
         let draft = model.tokenizer().encode(&request.draft)?;
         let mut tokens = pad_response(&draft, special.eot, self.options.gen_length)
-            .map_err(|e| rediff_core::Error::invalid(format!("draft of {}: {e}", request.id)))?;
+            .map_err(|e| rediff_api::Error::invalid(format!("draft of {}: {e}", request.id)))?;
         let vocab = model.vocab_size();
-        let mut noise = rediff_core::rng::stream(0, "model-expert", 0);
+        let mut noise = rediff_nn::rng::stream(0, "model-expert", 0);
         let l = tokens.len();
         for _ in 0..self.options.passes.max(1) {
             // Rows to run and, for each answer position, the row it is read from.
@@ -157,7 +155,7 @@ impl ModelExpert {
         Ok((draft.clone(), tokens[..draft.len()].to_vec()))
     }
 
-    fn pairs(&self, draft: &[u32], revised: &[u32]) -> rediff_core::Result<Vec<RevisePair>> {
+    fn pairs(&self, draft: &[u32], revised: &[u32]) -> rediff_api::Result<Vec<RevisePair>> {
         let model = self.model.lock().unwrap_or_else(|p| p.into_inner());
         let occurs = |span: &[u32]| draft.windows(span.len()).filter(|w| *w == span).count();
         let mut spans: Vec<(usize, usize)> = Vec::new();
@@ -202,7 +200,7 @@ impl ModelExpert {
 #[async_trait]
 impl ExpertCorrector for ModelExpert {
     async fn review(&self, request: &ExpertRequest) -> Result<ExpertReply, ExpertError> {
-        let fail = |e: rediff_core::Error| ExpertError::new(false, e.to_string());
+        let fail = |e: rediff_api::Error| ExpertError::new(false, e.to_string());
         let (draft, revised) = self.refine(request).map_err(fail)?;
         let pairs = self.pairs(&draft, &revised).map_err(fail)?;
         Ok(if pairs.is_empty() {
@@ -233,10 +231,7 @@ impl Plugin for ModelExpertPlugin {
                     .checkpoints
                     .as_ref()
                     .ok_or_else(|| spec.error("no checkpoint loaders available to load the expert's model"))?;
-                let opts = LoadOptions {
-                    device: options.device.resolve()?,
-                    dtype: options.dtype.into(),
-                };
+                let opts = LoadOptions::new(options.device.resolve()?, options.dtype.into());
                 let model = loader.load(&options.checkpoint, &opts)?;
                 Ok(Arc::new(ModelExpert::new(model, options)))
             },

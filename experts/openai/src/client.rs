@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use backon::{ExponentialBuilder, Retryable};
-use rediff_core::expert::{ExpertCorrector, ExpertError, ExpertReply, ExpertRequest, TokenUsage};
+use rediff_api::expert::{ExpertCorrector, ExpertError, ExpertReply, ExpertRequest, TokenUsage};
 use reqwest::header::{HeaderName, HeaderValue};
 use serde::Deserialize;
 use tokio::sync::Semaphore;
@@ -274,10 +274,6 @@ impl ExpertCorrector for OpenAiExpert {
                 .with_kind("unparseable")
                 .with_usage(answer.usage)
         })?;
-        Ok(ExpertReply {
-            verdict,
-            notes: Vec::new(),
-            usage: answer.usage,
-        })
+        Ok(ExpertReply::from(verdict).with_usage(answer.usage))
     }
 }

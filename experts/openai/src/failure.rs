@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use rediff_core::expert::TokenUsage;
+use rediff_api::expert::TokenUsage;
 
 use crate::options::OpenAiOptions;
 use crate::parse::excerpt;

@@ -36,7 +36,7 @@ pub use prompt::{image_data_url, system_prompt};
 
 use std::sync::Arc;
 
-use rediff_core::registry::{Plugin, Registrar, RegistryError};
+use rediff_api::registry::{Plugin, Registrar, RegistryError};
 
 /// Registers the `openai` expert.
 #[derive(Debug, Default, Clone, Copy)]

@@ -1,7 +1,7 @@
 //! Reading an LLM's answer: `right`, or a JSON list of `{org, target}`,
 //! tolerating code fences, a leading `json` tag and prose around the list.
 
-use rediff_core::{ExpertVerdict, RevisePair};
+use rediff_api::{ExpertVerdict, RevisePair};
 
 /// Strips one Markdown code fence (```json ... ```), if the text has one.
 fn strip_fence(text: &str) -> &str {

@@ -2,7 +2,7 @@
 //! words, and the draft with its image.
 
 use base64::Engine as _;
-use rediff_core::ExpertRequest;
+use rediff_api::ExpertRequest;
 use serde_json::{json, Value};
 
 use crate::options::{ImageMode, LengthUnit, OpenAiOptions, TokenField};
@@ -117,14 +117,7 @@ mod tests {
             .unwrap()
             .extend(extra.as_object().unwrap().clone());
         let options: OpenAiOptions = serde_json::from_value(v).unwrap();
-        let request = ExpertRequest {
-            id: "s".into(),
-            image: "/nonexistent/image.png".into(),
-            question: "q".into(),
-            reference: "r".into(),
-            draft: "d".into(),
-            truth: None,
-        };
+        let request = ExpertRequest::new("s", "/nonexistent/image.png", "q", "r", "d");
         request_body(&options, &request).unwrap()
     }
 

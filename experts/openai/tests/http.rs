@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use rediff_core::{ExpertCorrector, ExpertRequest, ExpertVerdict, RevisePair};
+use rediff_api::{ExpertCorrector, ExpertRequest, ExpertVerdict, RevisePair};
 use rediff_expert_openai::{OpenAiExpert, OpenAiOptions};
 use serde_json::json;
 use wiremock::matchers::{header, method, path};
@@ -35,14 +35,13 @@ fn image() -> (tempfile::TempDir, std::path::PathBuf, Vec<u8>) {
 }
 
 fn request(image: &std::path::Path) -> ExpertRequest {
-    ExpertRequest {
-        id: "s1".into(),
-        image: image.to_path_buf(),
-        question: "describe the image .".into(),
-        reference: "a blue square".into(),
-        draft: "a red square".into(),
-        truth: None,
-    }
+    ExpertRequest::new(
+        "s1",
+        image,
+        "describe the image .",
+        "a blue square",
+        "a red square",
+    )
 }
 
 fn reply(content: &str) -> ResponseTemplate {
@@ -52,7 +51,7 @@ fn reply(content: &str) -> ResponseTemplate {
     }))
 }
 
-async fn review_with(content: &str) -> Result<rediff_core::ExpertReply, rediff_core::ExpertError> {
+async fn review_with(content: &str) -> Result<rediff_api::ExpertReply, rediff_api::ExpertError> {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path("/v1/chat/completions"))

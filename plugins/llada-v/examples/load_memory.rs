@@ -12,7 +12,7 @@
 use std::time::Instant;
 
 use candle_core::{DType, Device};
-use rediff_core::device::WeightDtype;
+use rediff_api::device::WeightDtype;
 use rediff_llada_v::testing::{cached_checkpoint, TinySpec};
 use rediff_llada_v::weights::ShardedWeights;
 use rediff_llada_v::LladaV;

@@ -12,9 +12,8 @@ use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
 use image::{Rgb, RgbImage};
-use rediff_core::device::WeightDtype;
-use rediff_core::image_io::SourceImage;
-use rediff_core::model::{ModelBackend, Prompt};
+use rediff_api::device::WeightDtype;
+use rediff_api::model::{ModelBackend, Prompt};
 use rediff_llada_v::testing::{cached_checkpoint, TinySpec};
 use rediff_llada_v::{LladaVBackend, LladaVOptions};
 
@@ -51,11 +50,9 @@ fn main() -> anyhow::Result<()> {
     )?;
     let cfg = model.network().config().clone();
     let prompt = Prompt {
-        image: Some(Arc::new(SourceImage::from_rgb(RgbImage::from_fn(
-            384,
-            384,
-            |x, y| Rgb([x as u8, y as u8, 9]),
-        )))),
+        image: Some(Arc::new(rediff_formats::source_from_rgb(
+            RgbImage::from_fn(384, 384, |x, y| Rgb([x as u8, y as u8, 9])),
+        ))),
         ids: model.prompt_ids("describe the image .")?,
     };
     let text_tokens = prompt.ids.len() - 1;

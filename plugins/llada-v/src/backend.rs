@@ -4,9 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
-use rediff_core::model::{ModelBackend, Prompt, PromptContext};
-use rediff_core::tokens::{SpecialTokens, TextTokenizer};
-use rediff_core::{Error, Result};
+use rediff_api::model::{ModelBackend, Prompt, PromptContext};
+use rediff_api::tokens::{SpecialTokens, TextTokenizer};
+use rediff_api::{Error, Result};
 
 use crate::config::LladaVConfig;
 use crate::network::{read_config, LladaV};
@@ -64,7 +64,7 @@ impl LladaVBackend {
     /// template of `tokenizer_config.json`.
     pub fn load(dir: &Path, options: LladaVOptions) -> Result<Self> {
         let cfg = read_config(dir)?;
-        let tokenizer = TextTokenizer::from_file(&dir.join("tokenizer.json"))?;
+        let tokenizer = rediff_formats::HfTokenizer::from_file(&dir.join("tokenizer.json"))?;
         let template = ChatTemplate::load(dir)?;
         let (special, bos) = special_tokens(&tokenizer, &cfg, &template, dir)?;
         // Tokenizer problems surface before the (slow) weights load.
@@ -209,26 +209,12 @@ fn special_tokens(
         .iter()
         .map(|t| id(t))
         .collect::<Result<Vec<_>>>()?;
-    let mut all: Vec<u32> = tk
-        .inner()
-        .get_added_tokens_decoder()
-        .into_iter()
-        .filter(|(_, t)| t.special)
-        .map(|(i, _)| i)
-        .collect();
+    let mut all: Vec<u32> = tk.special_ids();
     all.extend([mask, eot, bos]);
     all.extend(&suppressed);
     all.sort_unstable();
     all.dedup();
-    Ok((
-        SpecialTokens {
-            mask,
-            eot,
-            suppressed,
-            all,
-        },
-        bos,
-    ))
+    Ok((SpecialTokens::new(mask, eot, suppressed, all), bos))
 }
 
 impl ModelBackend for LladaVBackend {

@@ -3,7 +3,7 @@
 //! Loads the published [LLaDA-V](https://arxiv.org/abs/2505.16933) and
 //! [ReDiff](https://arxiv.org/abs/2510.19871) checkpoints (Hugging Face
 //! directories on local disk) and runs them through rediff's
-//! [`ModelBackend`](rediff_core::ModelBackend), so both samplers, evaluation,
+//! [`ModelBackend`](rediff_api::ModelBackend), so both samplers, evaluation,
 //! drafting and the `model` expert work on the real 8B model:
 //!
 //! - [`siglip`]: the SigLIP so400m tower up to its last saved layer;
@@ -38,8 +38,8 @@ pub use backend::{LladaVBackend, LladaVOptions};
 pub use config::{LladaVConfig, LLADA_MODEL_TYPE, MODEL_TYPE};
 pub use network::LladaV;
 
-use rediff_core::device::{DeviceChoice, WeightDtype};
-use rediff_core::registry::{Plugin, Registrar, RegistryError};
+use rediff_api::device::{DeviceChoice, WeightDtype};
+use rediff_api::registry::{Plugin, Registrar, RegistryError};
 use serde::Deserialize;
 
 /// Options of the `llada-v` model component in a pipeline file.

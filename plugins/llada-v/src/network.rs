@@ -5,8 +5,8 @@
 use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
-use rediff_core::image_io::SourceImage;
-use rediff_core::{Error, Result};
+use rediff_api::image::SourceImage;
+use rediff_api::{Error, Result};
 
 use crate::anyres::AnyresLayout;
 use crate::config::LladaVConfig;

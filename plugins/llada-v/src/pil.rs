@@ -12,7 +12,7 @@
 //! Pillow 10.3 in `tests/official.rs`.
 
 use image::RgbImage;
-use rediff_core::image_io::{SourceImage, StoredMode};
+use rediff_api::image::{SourceImage, StoredMode};
 
 /// Bits of the fixed-point filter coefficients (`PRECISION_BITS`).
 const PRECISION_BITS: u32 = 32 - 8 - 2;
@@ -33,15 +33,15 @@ impl PilImage {
     /// The image a decoded file gives Pillow (`Image.open`): palette and
     /// bilevel images resize by nearest neighbour, `LA` / `RGBA` keep alpha.
     pub fn from_source(src: &SourceImage) -> Self {
-        let (width, height) = src.rgb().dimensions();
+        let (width, height) = src.dimensions();
         let alpha_plane = src.alpha();
         let pixels = src
             .rgb()
-            .pixels()
+            .chunks_exact(3)
             .enumerate()
             .map(|(i, p)| {
-                let a = alpha_plane.map_or(255, |a| a.as_raw()[i]);
-                [p.0[0], p.0[1], p.0[2], a]
+                let a = alpha_plane.map_or(255, |a| a[i]);
+                [p[0], p[1], p[2], a]
             })
             .collect();
         Self {

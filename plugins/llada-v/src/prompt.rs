@@ -8,8 +8,8 @@
 use std::path::Path;
 
 use minijinja::{context, Environment, ErrorKind};
-use rediff_core::tokens::TextTokenizer;
-use rediff_core::{Error, Result};
+use rediff_api::tokens::TextTokenizer;
+use rediff_api::{Error, Result};
 use serde_json::Value;
 
 /// The system prompt of the reference's `llava_llada` conversation template.

@@ -11,8 +11,8 @@ use candle_core::{DType, Device, Tensor};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};
-use rediff_core::tokens::TextTokenizer;
-use rediff_core::{Error, Result};
+use rediff_api::tokens::TextTokenizer;
+use rediff_api::{Error, Result};
 use serde_json::json;
 
 /// The published special tokens and their ids.
@@ -172,7 +172,7 @@ pub fn tiny_tokenizer() -> Result<TextTokenizer> {
         .map(|(t, _)| AddedToken::from(t.to_string(), true))
         .collect();
     tk.add_special_tokens(&specials);
-    Ok(TextTokenizer::new(tk))
+    Ok(rediff_formats::HfTokenizer::wrap(tk))
 }
 
 /// Every tensor of a checkpoint of `spec`, with its shape, named as the
@@ -335,8 +335,8 @@ pub fn write_random_checkpoint(dir: &Path, spec: &TinySpec, seed: u64) -> Result
             candle_core::safetensors::save(&map, &path).map_err(|e| Error::checkpoint(&path, e))?;
         }
         let index = json!({ "metadata": { "total_size": total }, "weight_map": weight_map });
-        rediff_core::checkpoint::write_json(&dir.join(crate::weights::INDEX_FILE), &index)?;
+        rediff_nn::checkpoint::write_json(&dir.join(crate::weights::INDEX_FILE), &index)?;
     }
-    rediff_core::checkpoint::write_json(&dir.join("config.json"), &published_config(spec))?;
+    rediff_nn::checkpoint::write_json(&dir.join("config.json"), &published_config(spec))?;
     tiny_tokenizer()?.save(&dir.join("tokenizer.json"))
 }

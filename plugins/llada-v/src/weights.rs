@@ -15,7 +15,7 @@ use candle_core::{DType, Device, Shape, Tensor};
 use candle_nn::var_builder::SimpleBackend;
 use candle_nn::{Init, VarBuilder};
 use memmap2::{Mmap, UncheckedAdvice};
-use rediff_core::{Error, Result};
+use rediff_api::{Error, Result};
 use serde::Deserialize;
 
 /// Index file of a sharded checkpoint.

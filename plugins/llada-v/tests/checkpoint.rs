@@ -8,8 +8,7 @@ use std::sync::Arc;
 
 use candle_core::{DType, Device, Tensor};
 use image::{Rgb, RgbImage};
-use rediff_core::image_io::SourceImage;
-use rediff_core::model::{ModelBackend, Prompt};
+use rediff_api::model::{ModelBackend, Prompt};
 use rediff_llada_v::prompt::IMAGE_PLACEHOLDER;
 use rediff_llada_v::testing::{published_tensor_shapes, write_random_checkpoint, TinySpec};
 use rediff_llada_v::weights::INDEX_FILE;
@@ -21,7 +20,7 @@ fn tiny(dir: &Path) -> TinySpec {
     spec
 }
 
-fn load(dir: &Path) -> rediff_core::Result<LladaVBackend> {
+fn load(dir: &Path) -> rediff_api::Result<LladaVBackend> {
     LladaVBackend::load(dir, LladaVOptions::default())
 }
 
@@ -69,11 +68,9 @@ fn loads_every_tensor_and_runs_a_forward_pass() {
     let prompts: Vec<Prompt> = [(384, 384), (500, 260)]
         .iter()
         .map(|&(w, h)| Prompt {
-            image: Some(Arc::new(SourceImage::from_rgb(RgbImage::from_fn(
-                w,
-                h,
-                |x, y| Rgb([x as u8, y as u8, 128]),
-            )))),
+            image: Some(Arc::new(rediff_formats::source_from_rgb(
+                RgbImage::from_fn(w, h, |x, y| Rgb([x as u8, y as u8, 128])),
+            ))),
             ids: ids.clone(),
         })
         .collect();
@@ -87,7 +84,7 @@ fn loads_every_tensor_and_runs_a_forward_pass() {
         .forward(&alone, &response.narrow(0, 0, 1).unwrap())
         .unwrap();
     let diff =
-        rediff_core::ops::max_abs_diff(&logits.get(1).unwrap(), &single.get(0).unwrap()).unwrap();
+        rediff_nn::ops::max_abs_diff(&logits.get(1).unwrap(), &single.get(0).unwrap()).unwrap();
     assert!(diff < 1e-4, "padded row differs by {diff}");
     let expected = model.network().layout((500, 260)).num_features();
     let short = model.network().layout((384, 384)).num_features();
@@ -108,11 +105,9 @@ fn a_single_file_checkpoint_loads_in_bf16() {
     };
     let model = LladaVBackend::load(dir.path(), opts).unwrap();
     let prompt = Prompt {
-        image: Some(Arc::new(SourceImage::from_rgb(RgbImage::from_pixel(
-            300,
-            300,
-            Rgb([9, 99, 199]),
-        )))),
+        image: Some(Arc::new(rediff_formats::source_from_rgb(
+            RgbImage::from_pixel(300, 300, Rgb([9, 99, 199])),
+        ))),
         ids: model.prompt_ids("describe the image .").unwrap(),
     };
     let ctx = model.encode_prompts(&[prompt]).unwrap();

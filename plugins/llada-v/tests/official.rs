@@ -13,12 +13,12 @@ use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
 use candle_core::{Device, Tensor};
-use rediff_core::image_io::load_image;
-use rediff_core::model::{ModelBackend, Prompt};
-use rediff_core::policy::RefinementPolicy;
-use rediff_core::sampler::{Sampler, SamplerSettings};
-use rediff_core::schedule::{uniform_unmask_counts, NoiseSchedule};
-use rediff_core::topk::torch_topk_indices;
+use rediff_api::model::{ModelBackend, Prompt};
+use rediff_api::policy::RefinementPolicy;
+use rediff_api::schedule::{uniform_unmask_counts, NoiseSchedule};
+use rediff_api::topk::torch_topk_indices;
+use rediff_engine::sampler::{Sampler, SamplerSettings};
+use rediff_formats::image::load_image;
 use rediff_llada_v::pil::PilImage;
 use rediff_llada_v::preprocess::image_tiles_u8;
 use rediff_llada_v::prompt::IMAGE_PLACEHOLDER;
@@ -122,7 +122,7 @@ fn u8_values(t: &Tensor) -> Vec<u8> {
 
 fn max_diff(name: &str, ours: &Tensor, expected: &Tensor) {
     assert_eq!(ours.dims(), expected.dims(), "{name}: shape");
-    let d = rediff_core::ops::max_abs_diff(ours, expected).unwrap();
+    let d = rediff_nn::ops::max_abs_diff(ours, expected).unwrap();
     eprintln!("{name}: max |diff| = {d:.3e}");
     assert!(d <= TOLERANCE, "{name}: max |diff| {d} > {TOLERANCE}");
 }
@@ -337,7 +337,7 @@ fn generate(case: &GenerateCase) -> (Vec<u32>, usize) {
     let ctx = b
         .encode_prompts(&[prompt(case.image.as_deref(), &case.question)])
         .unwrap();
-    let mut rng = rediff_core::rng::stream(0, "official", 0);
+    let mut rng = rediff_nn::rng::stream(0, "official", 0);
     let gen = sampler.generate(&ctx, &mut rng, None).unwrap();
     assert_eq!(gen.stops[0].is_some(), case.stopped_early, "{case:?}");
     assert_eq!(gen.prompt_rewrites_skipped[0], 0);

@@ -18,7 +18,7 @@ use std::collections::HashSet;
 
 use rand::seq::SliceRandom;
 use rand::Rng;
-use rediff_core::data::{CaptionScore, CaptionScorer};
+use rediff_api::data::{CaptionScore, CaptionScorer, Count, MetricInfo};
 use serde::{Deserialize, Serialize};
 
 use crate::scene::{Scene, SceneObject, COLORS, SHAPES, SIZES};
@@ -224,8 +224,44 @@ pub fn mentions(caption: &str) -> Vec<Mention> {
     out
 }
 
+/// What the `shapes` scorer measures in one caption (kept verbatim with the
+/// report's example captions).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShapesScore {
+    /// Objects the caption mentions.
+    pub mentioned: usize,
+    /// Mentioned objects that match a scene object in every attribute.
+    pub mentioned_correct: usize,
+    /// Objects in the scene.
+    pub scene_objects: usize,
+    /// Scene objects the caption describes exactly.
+    pub described: usize,
+    /// The caption parses completely under the grammar.
+    pub grammatical: bool,
+    /// The caption mentions the same object (or position) twice.
+    pub repeated: bool,
+}
+
+impl ShapesScore {
+    /// The four metrics' counts, in [`ShapesScorer::metrics`] order.
+    pub fn counts(&self) -> Vec<(String, Count)> {
+        vec![
+            (
+                "factuality".into(),
+                Count::new(self.mentioned_correct as f64, self.mentioned as f64),
+            ),
+            (
+                "coverage".into(),
+                Count::new(self.described as f64, self.scene_objects as f64),
+            ),
+            ("grammar".into(), Count::flag(self.grammatical)),
+            ("repetition".into(), Count::flag(self.repeated)),
+        ]
+    }
+}
+
 /// Scores a caption against its scene.
-pub fn score(scene: &Scene, caption: &str) -> CaptionScore {
+pub fn score(scene: &Scene, caption: &str) -> ShapesScore {
     let found = mentions(caption);
     let mentioned_correct = found
         .iter()
@@ -245,7 +281,7 @@ pub fn score(scene: &Scene, caption: &str) -> CaptionScore {
             .is_some_and(|p| !positions.insert(p.clone()));
         dup_pos || !seen.insert(m.clone())
     });
-    CaptionScore {
+    ShapesScore {
         mentioned: found.len(),
         mentioned_correct,
         scene_objects: scene.objects.len(),
@@ -260,10 +296,45 @@ pub fn score(scene: &Scene, caption: &str) -> CaptionScore {
 pub struct ShapesScorer;
 
 impl CaptionScorer for ShapesScorer {
-    fn score(&self, truth: &serde_json::Value, caption: &str) -> rediff_core::Result<CaptionScore> {
+    fn metrics(&self) -> Vec<MetricInfo> {
+        vec![
+            MetricInfo::new(
+                "factuality",
+                "mentioned objects right in every attribute / mentioned objects",
+                true,
+            ),
+            MetricInfo::new(
+                "coverage",
+                "scene objects described exactly / scene objects",
+                true,
+            ),
+            MetricInfo::new("grammar", "captions that parse completely", true),
+            MetricInfo::new(
+                "repetition",
+                "captions that mention one object twice",
+                false,
+            ),
+        ]
+    }
+
+    fn score(&self, truth: &serde_json::Value, caption: &str) -> rediff_api::Result<CaptionScore> {
         let scene: Scene = serde_json::from_value(truth.clone())
-            .map_err(|e| rediff_core::Error::invalid(format!("shapes ground truth: {e}")))?;
-        Ok(score(&scene, caption))
+            .map_err(|e| rediff_api::Error::invalid(format!("shapes ground truth: {e}")))?;
+        let s = score(&scene, caption);
+        let mark = if s.grammatical {
+            ""
+        } else {
+            " *(ungrammatical)*"
+        };
+        let note = format!(
+            "{mark} — {}/{} mentions right",
+            s.mentioned_correct, s.mentioned
+        );
+        let detail = serde_json::to_value(&s)
+            .map_err(|e| rediff_api::Error::invalid(format!("shapes score: {e}")))?;
+        Ok(CaptionScore::new(s.counts())
+            .with_detail(detail)
+            .with_note(note))
     }
 }
 

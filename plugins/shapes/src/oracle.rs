@@ -9,10 +9,8 @@
 //! reply's notes say so.
 
 use async_trait::async_trait;
-use rediff_core::expert::{
-    ExpertCorrector, ExpertError, ExpertReply, ExpertRequest, ExpertVerdict,
-};
-use rediff_core::RevisePair;
+use rediff_api::expert::{ExpertCorrector, ExpertError, ExpertReply, ExpertRequest, ExpertVerdict};
+use rediff_api::RevisePair;
 use serde::Deserialize;
 
 use crate::caption::{object_phrase, Caption, COUNTS};
@@ -355,11 +353,7 @@ impl ExpertCorrector for Oracle {
             )
         })?;
         let (verdict, notes) = correct_with(&scene, &request.draft, self.options);
-        Ok(ExpertReply {
-            verdict,
-            notes,
-            usage: None,
-        })
+        Ok(ExpertReply::from(verdict).with_notes(notes))
     }
 }
 
@@ -470,7 +464,7 @@ mod tests {
                 target.split_whitespace().count()
             );
         }
-        let fixed = rediff_core::spans::apply_pairs(
+        let fixed = rediff_api::spans::apply_pairs(
             "two objects : a big red circle on the center and a small blue square at the left .",
             &got.iter()
                 .map(|(o, t)| RevisePair {
@@ -512,24 +506,14 @@ mod tests {
 
     #[tokio::test]
     async fn needs_the_scene() {
-        let req = ExpertRequest {
-            id: "7".into(),
-            image: "x.png".into(),
-            question: "q".into(),
-            reference: "r".into(),
-            draft: "d".into(),
-            truth: None,
-        };
+        let req = ExpertRequest::new("7", "x.png", "q", "r", "d");
         let err = Oracle::default().review(&req).await.unwrap_err();
         assert!(!err.retryable);
         assert!(err.message.contains("item 7"), "{err}");
-        let req = ExpertRequest {
-            truth: Some(serde_json::to_value(scene()).unwrap()),
-            draft:
-                "two objects : a big red circle on the left and a small blue square in the middle ."
-                    .into(),
-            ..req
-        };
+        let mut req = req.with_truth(Some(serde_json::to_value(scene()).unwrap()));
+        req.draft =
+            "two objects : a big red circle on the left and a small blue square in the middle ."
+                .into();
         assert_eq!(
             Oracle::default().review(&req).await.unwrap().verdict,
             ExpertVerdict::Right

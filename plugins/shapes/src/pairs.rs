@@ -4,7 +4,7 @@
 //! decoding makes most (broken place phrases, a repeated object).
 
 use rand::Rng;
-use rediff_core::data::RevisePair;
+use rediff_api::data::RevisePair;
 
 use crate::caption::{connector, object_phrase, Caption, PLACES};
 use crate::scene::{Scene, SceneObject, COLORS, POSITIONS, SHAPES, SIZES};

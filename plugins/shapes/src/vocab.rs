@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use rediff_core::tokens::TextTokenizer;
+use rediff_api::tokens::TextTokenizer;
 use tokenizers::models::wordlevel::WordLevel;
 use tokenizers::pre_tokenizers::whitespace::WhitespaceSplit;
 use tokenizers::AddedToken;
@@ -39,7 +39,7 @@ pub fn words(question: &str) -> Vec<String> {
 }
 
 /// Builds the tokenizer: special tokens first, then the words.
-pub fn build_tokenizer(question: &str) -> rediff_core::Result<TextTokenizer> {
+pub fn build_tokenizer(question: &str) -> rediff_api::Result<TextTokenizer> {
     let mut vocab: HashMap<String, u32> = HashMap::new();
     for (i, s) in SPECIAL.iter().enumerate() {
         vocab.insert(s.to_string(), i as u32);
@@ -52,7 +52,7 @@ pub fn build_tokenizer(question: &str) -> rediff_core::Result<TextTokenizer> {
         .vocab(vocab.into_iter().collect())
         .unk_token("[UNK]".into())
         .build()
-        .map_err(|e| rediff_core::Error::Tokenizer(e.to_string()))?;
+        .map_err(|e| rediff_api::Error::Tokenizer(e.to_string()))?;
     let mut tk = tokenizers::Tokenizer::new(model);
     tk.with_pre_tokenizer(Some(WhitespaceSplit));
     tk.add_special_tokens(
@@ -61,7 +61,7 @@ pub fn build_tokenizer(question: &str) -> rediff_core::Result<TextTokenizer> {
             .map(|s| AddedToken::from(s.to_string(), true))
             .collect::<Vec<_>>(),
     );
-    Ok(TextTokenizer::new(tk))
+    Ok(rediff_formats::HfTokenizer::wrap(tk))
 }
 
 #[cfg(test)]
@@ -85,7 +85,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("tokenizer.json");
         tk.save(&path).unwrap();
-        let back = TextTokenizer::from_file(&path).unwrap();
+        let back = rediff_formats::HfTokenizer::from_file(&path).unwrap();
         assert_eq!(back.encode(text).unwrap(), ids);
     }
 }

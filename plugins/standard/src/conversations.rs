@@ -1,6 +1,6 @@
 //! The `conversations` data source: training data in the reference
 //! implementation's formats (LLaVA conversations and ViCrit samples, see
-//! [`rediff_core::formats`]).
+//! [`rediff_formats::reference`]).
 //!
 //! ```toml
 //! [data]
@@ -23,11 +23,11 @@
 
 use std::path::{Path, PathBuf};
 
-use rediff_core::data::{DataContext, DataSource, Sample, Split};
-use rediff_core::formats::{read_reference_samples_with, ReferenceRecord, Turns};
-use rediff_core::registry::BuildContext;
-use rediff_core::tokens::TextTokenizer;
-use rediff_core::{Error, Result};
+use rediff_api::data::{DataContext, DataSource, Sample, Split};
+use rediff_api::registry::BuildContext;
+use rediff_api::tokens::TextTokenizer;
+use rediff_api::{Error, Result};
+use rediff_formats::reference::{read_reference_samples_with, ReferenceRecord, Turns};
 use serde::Deserialize;
 
 /// Options of the `conversations` data source. Relative paths resolve
@@ -121,7 +121,7 @@ checkpoint, its tokenizer.json)"
             Some(p) => {
                 let p = absolute(p)?;
                 Some(
-                    TextTokenizer::from_file(&p)
+                    rediff_formats::HfTokenizer::from_file(&p)
                         .map_err(|e| format!("tokenizer {}: {e}", p.display()))?,
                 )
             }
@@ -229,8 +229,10 @@ impl DataSource for Conversations {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rediff_core::formats::{write_conversations, write_vicrit, Conversation, VicritSample};
-    use rediff_core::ComponentSpec;
+    use rediff_api::ComponentSpec;
+    use rediff_formats::reference::{
+        write_conversations, write_vicrit, Conversation, VicritSample,
+    };
 
     fn png(path: &Path) {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -240,14 +242,7 @@ mod tests {
 
     fn conversation(id: &str, image: &str) -> Conversation {
         Conversation::from_sample(
-            &Sample {
-                id: id.into(),
-                image: PathBuf::new(),
-                question: "describe the image .".into(),
-                answer: "a red circle .".into(),
-                revise: vec![],
-                truth: None,
-            },
+            &Sample::new(id, PathBuf::new(), "describe the image .", "a red circle ."),
             image,
         )
     }
@@ -276,10 +271,7 @@ mod tests {
     }
 
     fn ctx(dir: &Path) -> DataContext {
-        DataContext {
-            dir: dir.join("run/data"),
-            seed: 0,
-        }
+        DataContext::new(dir.join("run/data"), 0)
     }
 
     #[test]
@@ -415,7 +407,7 @@ mod tests {
             .unk_token("[UNK]".into())
             .build()
             .unwrap();
-        let tk = TextTokenizer::new(tokenizers::Tokenizer::new(model));
+        let tk = rediff_formats::HfTokenizer::wrap(tokenizers::Tokenizer::new(model));
         tk.save(&d.join("tk.json")).unwrap();
         png(&d.join("images/a.png"));
         write_conversations(&d.join("t.json"), &[conversation("1", "a.png")]).unwrap();
@@ -435,15 +427,15 @@ mod tests {
         let d = dir.path();
         png(&d.join("images/a.png"));
         let mut c = conversation("9", "a.png");
-        c.conversations.push(rediff_core::formats::Turn {
+        c.conversations.push(rediff_formats::reference::Turn {
             from: "human".into(),
             value: "and the colour ?".into(),
         });
-        c.conversations.push(rediff_core::formats::Turn {
+        c.conversations.push(rediff_formats::reference::Turn {
             from: "gpt".into(),
             value: "it is green .".into(),
         });
-        c.revise = vec![rediff_core::data::RevisePair {
+        c.revise = vec![rediff_api::data::RevisePair {
             org: "green".into(),
             target: "blue".into(),
         }];
@@ -474,7 +466,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         png(&d.join("images/c.png"));
-        let tk = TextTokenizer::word_level(&["a", "red", "blue", "dark", "circle", "."]).unwrap();
+        let tk =
+            rediff_formats::HfTokenizer::word_level(&["a", "red", "blue", "dark", "circle", "."])
+                .unwrap();
         tk.save(&d.join("tk.json")).unwrap();
         let mut longer = vicrit("c.png");
         longer.original_caption = "a dark blue circle .".into();

@@ -3,7 +3,7 @@
 //! The built-in schedules, error synthesizers, refinement policies and
 //! reference-format data source of
 //! [ReDiff](https://arxiv.org/abs/2510.19871), registered through the same
-//! [`Registrar`](rediff_core::Registrar) API a third-party plugin uses.
+//! [`Registrar`](rediff_api::Registrar) API a third-party plugin uses.
 //!
 //! | kind | name | what |
 //! |---|---|---|
@@ -31,7 +31,7 @@ pub use synthesizers::{
 
 use std::sync::Arc;
 
-use rediff_core::registry::{Plugin, Registrar, RegistryError};
+use rediff_api::registry::{Plugin, Registrar, RegistryError};
 
 /// Registers every component of this crate.
 #[derive(Debug, Default, Clone, Copy)]

@@ -1,6 +1,6 @@
 //! Refinement policies.
 
-use rediff_core::policy::{RefinementPolicy, RevisionContext};
+use rediff_api::policy::{RefinementPolicy, RevisionContext};
 use serde::Deserialize;
 
 /// `none` takes no options.
@@ -94,7 +94,7 @@ impl RefinementPolicy for Refine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rediff_core::policy::RevisionCandidate;
+    use rediff_api::policy::RevisionCandidate;
 
     fn cands() -> Vec<RevisionCandidate> {
         [(0, 0.1), (3, 0.9), (5, 0.5), (6, 0.7)]
@@ -109,14 +109,7 @@ mod tests {
     fn select(p: &Refine, step: usize, steps: usize) -> Vec<usize> {
         let c = cands();
         let picks = std::cell::RefCell::new(Vec::new());
-        let mut v = p.select(&RevisionContext {
-            step,
-            steps,
-            candidates: &c,
-            prompt_len: Some(700),
-            gen_length: 8,
-            prompt_picks: &picks,
-        });
+        let mut v = p.select(&RevisionContext::new(step, steps, &c, Some(700), 8, &picks));
         v.sort_unstable();
         v
     }
@@ -178,14 +171,7 @@ mod tests {
     fn none_never_revises() {
         let c = cands();
         let picks = std::cell::RefCell::new(Vec::new());
-        let ctx = RevisionContext {
-            step: 3,
-            steps: 4,
-            candidates: &c,
-            prompt_len: None,
-            gen_length: 8,
-            prompt_picks: &picks,
-        };
+        let ctx = RevisionContext::new(3, 4, &c, None, 8, &picks);
         assert!(NoRefinement.select(&ctx).is_empty());
         assert!(!NoRefinement.revises());
     }

@@ -1,6 +1,6 @@
 //! Noise schedules.
 
-use rediff_core::schedule::{uniform_unmask_counts, NoiseSchedule};
+use rediff_api::schedule::{uniform_unmask_counts, NoiseSchedule};
 use serde::Deserialize;
 
 /// Options of the `linear` schedule.

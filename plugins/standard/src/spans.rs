@@ -1,3 +1,3 @@
 //! Span location lives in core (the Stage II validator shares it).
 
-pub use rediff_core::spans::{locate_pairs, LocatedPairs};
+pub use rediff_api::spans::{locate_pairs, LocatedPairs};

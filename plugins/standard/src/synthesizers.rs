@@ -1,14 +1,14 @@
 //! Error synthesizers (section 3 of the specification).
 
 use rand::{Rng, RngCore};
-use rediff_core::loss::group_mean_weight;
-use rediff_core::synth::{
+use rediff_api::synth::group_mean_weight;
+use rediff_api::synth::{
     CorruptedSample, Corruption, ErrorSynthesizer, GroupRole, LossGroup, SkipReason, SynthContext,
     TokenizedSample,
 };
 use serde::Deserialize;
 
-use rediff_core::spans::{locate_pairs, locate_pairs_reference};
+use rediff_api::spans::{locate_pairs, locate_pairs_reference};
 
 /// Options of the `masked` synthesizer (none).
 #[derive(Debug, Clone, Copy, Default, Deserialize)]
@@ -43,7 +43,7 @@ impl ErrorSynthesizer for Masked {
         p: f32,
         ctx: &SynthContext<'_>,
         rng: &mut dyn RngCore,
-    ) -> rediff_core::Result<Corruption> {
+    ) -> rediff_api::Result<Corruption> {
         let l = sample.response.len();
         let masked = mask_positions(l, p, rng);
         let mut input = sample.response.clone();
@@ -60,15 +60,11 @@ impl ErrorSynthesizer for Masked {
             1.0 / (l as f32 * p)
         };
         Ok(Corruption {
-            sample: Some(CorruptedSample {
+            sample: Some(CorruptedSample::new(
                 input,
-                labels: sample.response.clone(),
-                groups: vec![LossGroup {
-                    role: GroupRole::Masked,
-                    positions,
-                    weight,
-                }],
-            }),
+                sample.response.clone(),
+                vec![LossGroup::new(GroupRole::Masked, positions, weight)],
+            )),
             dropped: Vec::new(),
         })
     }
@@ -145,7 +141,7 @@ impl RandomReplace {
     }
 
     /// Draws one replacement id.
-    fn draw(&self, ctx: &SynthContext<'_>, rng: &mut dyn RngCore) -> rediff_core::Result<u32> {
+    fn draw(&self, ctx: &SynthContext<'_>, rng: &mut dyn RngCore) -> rediff_api::Result<u32> {
         match self.ids {
             ReplacementIds::NonSpecial => Ok(ordinary_token(ctx, rng)),
             ReplacementIds::Reference => {
@@ -154,7 +150,7 @@ impl RandomReplace {
                     .checked_sub(1000)
                     .filter(|&h| h > 1)
                     .ok_or_else(|| {
-                        rediff_core::Error::invalid(format!(
+                        rediff_api::Error::invalid(format!(
                             "random-replace ids = \"reference\" draws from 1..vocab-1000, \
 but the vocabulary has only {} ids",
                             ctx.vocab_size
@@ -187,7 +183,7 @@ impl ErrorSynthesizer for RandomReplace {
         p: f32,
         ctx: &SynthContext<'_>,
         rng: &mut dyn RngCore,
-    ) -> rediff_core::Result<Corruption> {
+    ) -> rediff_api::Result<Corruption> {
         let l = sample.response.len();
         let masked = mask_positions(l, p, rng);
         let mut input = sample.response.clone();
@@ -205,28 +201,24 @@ impl ErrorSynthesizer for RandomReplace {
         }
         let divisor = p.max(self.loss_p_floor);
         let groups = vec![
-            LossGroup {
-                role: GroupRole::Masked,
-                weight: group_mean_weight(m.len(), divisor),
-                positions: m,
-            },
-            LossGroup {
-                role: GroupRole::Replaced,
-                weight: group_mean_weight(r.len(), divisor),
-                positions: r,
-            },
-            LossGroup {
-                role: GroupRole::Kept,
-                weight: group_mean_weight(k.len(), divisor),
-                positions: k,
-            },
+            LossGroup::new(
+                GroupRole::Masked,
+                m.clone(),
+                group_mean_weight(m.len(), divisor),
+            ),
+            LossGroup::new(
+                GroupRole::Replaced,
+                r.clone(),
+                group_mean_weight(r.len(), divisor),
+            ),
+            LossGroup::new(
+                GroupRole::Kept,
+                k.clone(),
+                group_mean_weight(k.len(), divisor),
+            ),
         ];
         Ok(Corruption {
-            sample: Some(CorruptedSample {
-                input,
-                labels: sample.response.clone(),
-                groups,
-            }),
+            sample: Some(CorruptedSample::new(input, sample.response.clone(), groups)),
             dropped: Vec::new(),
         })
     }
@@ -317,7 +309,7 @@ impl ErrorSynthesizer for SpanPairs {
         p: f32,
         ctx: &SynthContext<'_>,
         rng: &mut dyn RngCore,
-    ) -> rediff_core::Result<Corruption> {
+    ) -> rediff_api::Result<Corruption> {
         let answer = &sample.response[..sample.answer_len];
         let located = match self.options.search {
             SpanSearch::Answer => locate_pairs(ctx.tokenizer, answer, &sample.revise)?,
@@ -357,15 +349,15 @@ impl ErrorSynthesizer for SpanPairs {
             }
         }
         Ok(Corruption {
-            sample: Some(CorruptedSample {
+            sample: Some(CorruptedSample::new(
                 input,
                 labels,
-                groups: vec![LossGroup {
-                    role: GroupRole::Revise,
-                    weight: group_mean_weight(positions.len(), divisor),
-                    positions,
-                }],
-            }),
+                vec![LossGroup::new(
+                    GroupRole::Revise,
+                    positions.clone(),
+                    group_mean_weight(positions.len(), divisor),
+                )],
+            )),
             dropped,
         })
     }
@@ -374,12 +366,12 @@ impl ErrorSynthesizer for SpanPairs {
 #[cfg(test)]
 mod tests {
     use super::*;
-    fn word_tokenizer(words: &[&str]) -> rediff_core::TextTokenizer {
-        rediff_core::TextTokenizer::word_level(words).unwrap()
+    fn word_tokenizer(words: &[&str]) -> rediff_api::TextTokenizer {
+        rediff_formats::HfTokenizer::word_level(words).unwrap()
     }
     use rand::SeedableRng;
-    use rediff_core::data::RevisePair;
-    use rediff_core::tokens::SpecialTokens;
+    use rediff_api::data::RevisePair;
+    use rediff_api::tokens::SpecialTokens;
 
     const WORDS: &[&str] = &[
         "a", "red", "blue", "circle", "square", "and", "<eot>", "<mask>",
@@ -387,7 +379,7 @@ mod tests {
 
     /// The vocabulary of [`WORDS`] and its special tokens.
     struct Fixture {
-        tokenizer: rediff_core::TextTokenizer,
+        tokenizer: rediff_api::TextTokenizer,
         special: SpecialTokens,
     }
 
@@ -400,21 +392,12 @@ mod tests {
         }
 
         fn ctx(&self) -> SynthContext<'_> {
-            SynthContext {
-                vocab_size: 8,
-                special: &self.special,
-                tokenizer: &self.tokenizer,
-            }
+            SynthContext::new(8, &self.special, &self.tokenizer)
         }
     }
 
     fn special() -> SpecialTokens {
-        SpecialTokens {
-            mask: 7,
-            eot: 6,
-            suppressed: vec![],
-            all: vec![6, 7],
-        }
+        SpecialTokens::new(7, 6, vec![], vec![6, 7])
     }
 
     fn sample(revise: Vec<RevisePair>) -> TokenizedSample {

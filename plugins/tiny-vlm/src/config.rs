@@ -1,6 +1,6 @@
 //! The model configuration, stored as `config.json` in a checkpoint.
 
-use rediff_core::tokens::{SpecialTokens, TextTokenizer};
+use rediff_api::tokens::{SpecialTokens, TextTokenizer};
 use serde::{Deserialize, Serialize};
 
 /// The `model_type` tiny-vlm checkpoints carry in `config.json`.
@@ -91,12 +91,7 @@ impl TinyVlmConfig {
             model_type: MODEL_TYPE.into(),
             vocab_size: tokenizer.vocab_size(),
             arch,
-            special_tokens: SpecialTokens {
-                mask,
-                eot,
-                suppressed,
-                all,
-            },
+            special_tokens: SpecialTokens::new(mask, eot, suppressed, all),
         };
         cfg.validate()?;
         Ok(cfg)

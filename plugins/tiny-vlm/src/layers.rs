@@ -1,7 +1,7 @@
 //! The layers of the tiny VLM, one struct each, candle style: `new(cfg, vb)`
 //! and `forward`, weight names mirroring the checkpoint keys.
 //!
-//! Training uses `rediff_core::ops` kernels, which have backward passes
+//! Training uses `rediff_nn::ops` kernels, which have backward passes
 //! (candle's fused `rms_norm` has none); inference uses candle's `rms_norm`
 //! and multiplies against transposed weight snapshots ([`FrozenBlock`]).
 //! Both compute the same values.
@@ -20,12 +20,12 @@ fn weight_init(fan_in: usize) -> Init {
     }
 }
 
-/// A linear layer as one 2-D matmul (see [`rediff_core::ops::linear`]);
+/// A linear layer as one 2-D matmul (see [`rediff_nn::ops::linear`]);
 /// with `frozen`, against that snapshot of the weight (inference only).
 pub(crate) fn dense(x: &Tensor, layer: &Linear, frozen: Option<&Tensor>) -> Result<Tensor> {
     match frozen {
-        Some(wt) => rediff_core::ops::linear_transposed(x, wt, layer.bias()),
-        None => rediff_core::ops::linear(x, layer),
+        Some(wt) => rediff_nn::ops::linear_transposed(x, wt, layer.bias()),
+        None => rediff_nn::ops::linear(x, layer),
     }
     .map_err(candle_core::Error::wrap)
 }
@@ -75,7 +75,7 @@ impl RmsNorm {
     /// - `x`: `[..., dim]` -> `[..., dim]`
     pub fn forward(&self, x: &Tensor, training: bool) -> Result<Tensor> {
         if training {
-            rediff_core::ops::rms_norm(x, &self.weight, self.eps).map_err(candle_core::Error::wrap)
+            rediff_nn::ops::rms_norm(x, &self.weight, self.eps).map_err(candle_core::Error::wrap)
         } else {
             candle_nn::ops::rms_norm(&x.contiguous()?, &self.weight, self.eps as f32)
         }
@@ -123,7 +123,7 @@ impl Attention {
         let v = heads(&self.v_proj, frozen.map(|f| &f.v))?;
         let scale = 1.0 / (self.head_dim as f64).sqrt();
         // One fused pass scales and normalises the scores (with a backward pass).
-        let probs = rediff_core::ops::scaled_softmax_last_dim(&q.matmul(&k.t()?)?, scale)
+        let probs = rediff_nn::ops::scaled_softmax_last_dim(&q.matmul(&k.t()?)?, scale)
             .map_err(candle_core::Error::wrap)?;
         let out = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, t, d))?;
         dense(&out, &self.o_proj, frozen.map(|f| &f.o))
@@ -151,7 +151,7 @@ impl Mlp {
     /// - `x`: `[batch, seq, hidden]` -> `[batch, seq, hidden]`
     pub fn forward(&self, x: &Tensor, frozen: Option<&FrozenBlock>) -> Result<Tensor> {
         let up = dense(x, &self.up_proj, frozen.map(|f| &f.up))?;
-        let h = rediff_core::ops::silu(&up).map_err(candle_core::Error::wrap)?;
+        let h = rediff_nn::ops::silu(&up).map_err(candle_core::Error::wrap)?;
         dense(&h, &self.down_proj, frozen.map(|f| &f.down))
     }
 }

@@ -16,8 +16,8 @@ pub mod model;
 pub use config::{TinyVlmConfig, TinyVlmOptions, MODEL_TYPE};
 pub use model::{TinyVlm, TinyVlmBackend};
 
-use rediff_core::registry::{Plugin, Registrar, RegistryError};
-use rediff_core::Error;
+use rediff_api::registry::{Plugin, Registrar, RegistryError};
+use rediff_api::Error;
 
 /// Registers the `tiny-vlm` model and its checkpoint loader.
 #[derive(Debug, Default, Clone, Copy)]

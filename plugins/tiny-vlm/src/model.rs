@@ -9,12 +9,12 @@ use std::sync::{Arc, Mutex};
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{Embedding, Init, Linear, VarBuilder, VarMap};
 use image::imageops::FilterType;
-use image::RgbImage;
-use rediff_core::checkpoint::{load_varmap, save_varmap, write_json};
-use rediff_core::model::{ModelBackend, Prompt, PromptContext};
-use rediff_core::seeded_init::seeded_var_builder;
-use rediff_core::tokens::{SpecialTokens, TextTokenizer};
-use rediff_core::{Error, Result};
+use rediff_api::image::SourceImage;
+use rediff_api::model::{ModelBackend, Prompt, PromptContext};
+use rediff_api::tokens::{SpecialTokens, TextTokenizer};
+use rediff_api::{Error, Result};
+use rediff_nn::checkpoint::{load_varmap, save_varmap, write_json};
+use rediff_nn::seeded_init::seeded_var_builder;
 
 use crate::config::{TinyVlmConfig, MODEL_TYPE};
 use crate::layers::{Block, PatchEmbed, RmsNorm};
@@ -146,26 +146,28 @@ impl TinyVlm {
 ///
 /// # Shapes
 /// - returns: `[batch, num_patches, 3 * patch^2]`
-pub fn patchify(images: &[&RgbImage], cfg: &TinyVlmConfig, device: &Device) -> Result<Tensor> {
+pub fn patchify(images: &[&SourceImage], cfg: &TinyVlmConfig, device: &Device) -> Result<Tensor> {
     let size = cfg.arch.image_size as u32;
     let p = cfg.arch.patch_size;
     let side = cfg.arch.image_size / p;
     let dim = cfg.patch_dim();
     let mut out = Vec::with_capacity(images.len() * cfg.num_patches() * dim);
-    for img in images {
+    for src in images {
         let resized;
-        let img: &RgbImage = if img.dimensions() == (size, size) {
-            img
+        let rgb: &[u8] = if src.dimensions() == (size, size) {
+            src.rgb()
         } else {
-            resized = image::imageops::resize(*img, size, size, FilterType::Triangle);
+            let img = rediff_formats::rgb_image(src);
+            resized = image::imageops::resize(&img, size, size, FilterType::Triangle).into_raw();
             &resized
         };
+        let row = 3 * cfg.arch.image_size;
         for py in 0..side {
             for px in 0..side {
                 for c in 0..3 {
                     for y in 0..p {
                         for x in 0..p {
-                            let v = img.get_pixel((px * p + x) as u32, (py * p + y) as u32).0[c];
+                            let v = rgb[(py * p + y) * row + 3 * (px * p + x) + c];
                             out.push(f32::from(v) / 127.5 - 1.0);
                         }
                     }
@@ -266,7 +268,7 @@ impl TinyVlmBackend {
             .map_err(|e| Error::checkpoint(&config_path, format!("invalid config: {e}")))?;
         cfg.validate()
             .map_err(|e| Error::checkpoint(&config_path, e))?;
-        let tokenizer = TextTokenizer::from_file(&dir.join("tokenizer.json"))?;
+        let tokenizer = rediff_formats::HfTokenizer::from_file(&dir.join("tokenizer.json"))?;
         if tokenizer.vocab_size() != cfg.vocab_size {
             return Err(Error::checkpoint(
                 dir.join("tokenizer.json"),
@@ -342,12 +344,11 @@ impl ModelBackend for TinyVlmBackend {
                 self.model.cfg.arch.max_prompt_len
             )));
         }
-        let images: Vec<&RgbImage> = prompts
+        let images: Vec<&SourceImage> = prompts
             .iter()
             .map(|p| {
                 p.image
                     .as_deref()
-                    .map(|i| i.rgb())
                     .ok_or_else(|| Error::invalid("tiny-vlm needs an image in every prompt"))
             })
             .collect::<Result<_>>()?;

@@ -6,12 +6,11 @@ use std::sync::Arc;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use image::RgbImage;
-use rediff_core::checkpoint::{load_varmap, save_varmap};
-use rediff_core::image_io::SourceImage;
-use rediff_core::loss::weighted_loss;
-use rediff_core::model::{ModelBackend, Prompt};
-use rediff_core::seeded_init::seeded_var_builder;
-use rediff_core::tokens::TextTokenizer;
+use rediff_api::model::{ModelBackend, Prompt};
+use rediff_api::tokens::TextTokenizer;
+use rediff_nn::checkpoint::{load_varmap, save_varmap};
+use rediff_nn::loss::weighted_loss;
+use rediff_nn::seeded_init::seeded_var_builder;
 use rediff_tiny_vlm::layers::{Attention, Block, Mlp, PatchEmbed, RmsNorm};
 use rediff_tiny_vlm::{TinyVlmBackend, TinyVlmConfig, TinyVlmOptions};
 
@@ -40,11 +39,11 @@ fn small_config() -> TinyVlmConfig {
 fn prompts(model: &TinyVlmBackend, n: usize) -> Vec<Prompt> {
     (0..n)
         .map(|i| Prompt {
-            image: Some(Arc::new(SourceImage::from_rgb(RgbImage::from_fn(
-                24,
-                24,
-                |x, y| image::Rgb([(x * 10 + i as u32) as u8, (y * 10) as u8, 99]),
-            )))),
+            image: Some(Arc::new(rediff_formats::source_from_rgb(
+                RgbImage::from_fn(24, 24, |x, y| {
+                    image::Rgb([(x * 10 + i as u32) as u8, (y * 10) as u8, 99])
+                }),
+            ))),
             ids: model.prompt_ids("describe the image .").unwrap(),
         })
         .collect()
@@ -170,7 +169,7 @@ fn frozen_weights_give_the_same_block_output() {
     let plain = block.forward(&input, false, None).unwrap();
     let frozen = block.freeze().unwrap();
     let fast = block.forward(&input, false, Some(&frozen)).unwrap();
-    let diff = rediff_core::ops::max_abs_diff(&plain, &fast).unwrap();
+    let diff = rediff_nn::ops::max_abs_diff(&plain, &fast).unwrap();
     assert!(diff < 1e-5, "frozen path differs by {diff}");
 }
 

@@ -8,8 +8,8 @@
 use std::f32::consts::FRAC_PI_2;
 use std::sync::Arc;
 
-use rediff_core::registry::{Plugin, Registrar, RegistryError};
-use rediff_core::schedule::NoiseSchedule;
+use rediff_api::registry::{Plugin, Registrar, RegistryError};
+use rediff_api::schedule::NoiseSchedule;
 use serde::Deserialize;
 
 /// Options of `cosine`.
@@ -79,7 +79,7 @@ impl Plugin for CosinePlugin {
     }
 }
 
-rediff_core::export_plugin!(CosinePlugin);
+rediff_api::export_plugin!(CosinePlugin);
 
 #[cfg(test)]
 mod tests {

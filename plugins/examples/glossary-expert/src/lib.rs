@@ -15,11 +15,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use rediff_core::expert::{
-    ExpertCorrector, ExpertError, ExpertReply, ExpertRequest, ExpertVerdict,
-};
-use rediff_core::registry::{Plugin, Registrar, RegistryError};
-use rediff_core::RevisePair;
+use rediff_api::expert::{ExpertCorrector, ExpertError, ExpertReply, ExpertRequest, ExpertVerdict};
+use rediff_api::registry::{Plugin, Registrar, RegistryError};
+use rediff_api::RevisePair;
 use serde::Deserialize;
 
 /// Options of `glossary`.
@@ -91,7 +89,7 @@ impl Plugin for GlossaryPlugin {
     }
 }
 
-rediff_core::export_plugin!(GlossaryPlugin);
+rediff_api::export_plugin!(GlossaryPlugin);
 
 #[cfg(test)]
 mod tests {
@@ -102,14 +100,7 @@ mod tests {
         let g = Glossary {
             terms: [("colour".to_string(), "color".to_string())].into(),
         };
-        let req = |draft: &str| ExpertRequest {
-            id: "1".into(),
-            image: "x.png".into(),
-            question: "q".into(),
-            reference: "r".into(),
-            draft: draft.into(),
-            truth: None,
-        };
+        let req = |draft: &str| ExpertRequest::new("1", "x.png", "q", "r", draft);
         let reply = g.review(&req("a colour and a colour")).await.unwrap();
         assert_eq!(
             reply.verdict,

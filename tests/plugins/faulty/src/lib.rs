@@ -5,10 +5,8 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use rediff_core::expert::{
-    ExpertCorrector, ExpertError, ExpertReply, ExpertRequest, ExpertVerdict,
-};
-use rediff_core::registry::{Plugin, Registrar, RegistryError};
+use rediff_api::expert::{ExpertCorrector, ExpertError, ExpertReply, ExpertRequest, ExpertVerdict};
+use rediff_api::registry::{Plugin, Registrar, RegistryError};
 
 struct Expert;
 
@@ -44,25 +42,38 @@ impl Plugin for FaultyPlugin {
     }
 }
 
-#[cfg(not(any(
-    feature = "abi",
-    feature = "compiler",
-    feature = "interface",
-    feature = "no-declaration"
-)))]
-rediff_core::export_plugin!(FaultyPlugin);
+#[cfg(not(any(feature = "abi", feature = "compiler", feature = "no-declaration")))]
+rediff_api::export_plugin!(FaultyPlugin);
 
-#[cfg(any(feature = "abi", feature = "compiler", feature = "interface"))]
+/// A hand-written declaration: another ABI version, or the fingerprint of
+/// another compiler (the build is otherwise this one).
+#[cfg(any(feature = "abi", feature = "compiler"))]
 mod declaration {
-    use rediff_core::dynamic::{self, PluginDeclaration};
-    use std::ffi::c_char;
+    use rediff_api::plugin::{
+        create_guarded, set_host_allocator, Fingerprint, PluginDeclaration, ABI_VERSION,
+    };
 
-    const fn c(s: &'static str) -> *const c_char {
-        s.as_ptr() as *const c_char
+    fn create() -> Result<Box<dyn rediff_api::Plugin>, String> {
+        create_guarded(|| Box::new(super::FaultyPlugin))
     }
 
-    fn create() -> Result<Box<dyn rediff_core::Plugin>, String> {
-        dynamic::create_guarded(|| Box::new(super::FaultyPlugin))
+    /// This build's fingerprint, with the compiler line of Rust 1.0.
+    unsafe extern "C" fn fingerprint(buf: *mut u8, cap: usize) -> usize {
+        let text = Fingerprint::this_build()
+            .to_text()
+            .lines()
+            .map(|l| {
+                if l.starts_with("rustc = ") && cfg!(feature = "compiler") {
+                    "rustc = rustc 1.0.0 (a28077b28 2015-05-13)".to_string()
+                } else {
+                    l.to_string()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let n = text.len().min(cap);
+        std::ptr::copy_nonoverlapping(text.as_ptr(), buf, n);
+        text.len()
     }
 
     #[no_mangle]
@@ -71,20 +82,10 @@ mod declaration {
         abi_version: if cfg!(feature = "abi") {
             999
         } else {
-            dynamic::ABI_VERSION
+            ABI_VERSION
         },
-        rustc_version: if cfg!(feature = "compiler") {
-            c("rustc 1.0.0 (a28077b28 2015-05-13)\0")
-        } else {
-            c(dynamic::RUSTC_VERSION_C)
-        },
-        core_version: if cfg!(feature = "interface") {
-            c("0.0.1-other\0")
-        } else {
-            c(dynamic::CORE_VERSION_C)
-        },
-        candle_version: c(dynamic::CANDLE_VERSION_C),
-        set_allocator: dynamic::set_host_allocator,
+        fingerprint,
+        set_allocator: set_host_allocator,
         create,
     };
 }

@@ -1,0 +1,110 @@
+//! Training stages: shared optimiser settings, per-stage budgets, Stage II.
+
+use rediff_api::ComponentSpec;
+use serde::{Deserialize, Serialize};
+
+/// Optimiser and schedule settings shared by every training stage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainSettings {
+    /// Samples per optimiser step. Default 64.
+    pub batch_size: usize,
+    /// Peak learning rate (AdamW). Default 2e-3.
+    pub lr: f64,
+    /// Final learning rate as a fraction of the peak (cosine decay). Default 0.1.
+    pub min_lr_ratio: f64,
+    /// Linear warm-up steps. Default 100.
+    pub warmup_steps: usize,
+    /// Decoupled weight decay. Default 0.01.
+    pub weight_decay: f64,
+    /// AdamW beta1. Default 0.9.
+    pub beta1: f64,
+    /// AdamW beta2. Default 0.99.
+    pub beta2: f64,
+    /// Global gradient-norm clip (0 disables). Default 1.0.
+    pub grad_clip: f64,
+    /// Save a resumable checkpoint every this many steps (0: only at the end). Default 250.
+    pub checkpoint_every: usize,
+    /// Train (and evaluate) independent models at the same time, one per
+    /// thread, each with single-threaded tensor ops. Small matrices do not
+    /// parallelise inside an op; two models do. Default true.
+    pub concurrent_stages: bool,
+    /// A stage that trains alone (pre-training) splits each batch into this
+    /// many shards, one thread each, and sums their gradients. Default 2.
+    pub data_parallel: usize,
+}
+
+impl Default for TrainSettings {
+    fn default() -> Self {
+        Self {
+            batch_size: 64,
+            lr: 2e-3,
+            min_lr_ratio: 0.1,
+            warmup_steps: 100,
+            weight_decay: 0.01,
+            beta1: 0.9,
+            beta2: 0.99,
+            grad_clip: 1.0,
+            checkpoint_every: 250,
+            concurrent_stages: true,
+            data_parallel: 2,
+        }
+    }
+}
+
+/// Budget of one training stage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StageSettings {
+    /// Optimiser steps.
+    pub steps: usize,
+    /// Peak learning rate for this stage (defaults to `[train].lr`).
+    #[serde(default)]
+    pub lr: Option<f64>,
+}
+
+/// A training stage: budget plus the synthesizers that make its examples.
+///
+/// The baseline uses a plain masking synthesizer; Stage I adds synthetic errors.
+#[derive(Debug, Clone)]
+pub struct TrainStageConfig {
+    /// Budget.
+    pub settings: StageSettings,
+    /// Synthesizers, asked in order; the first that accepts a sample corrupts it.
+    pub synthesizers: Vec<ComponentSpec>,
+}
+
+/// Stage II: rounds of drafting, expert review and training on corrected drafts.
+#[derive(Debug, Clone)]
+pub struct Stage2Config {
+    /// Draft-review-train rounds. Default 1.
+    pub rounds: usize,
+    /// Training prompts drafted per round (clean-caption samples; a
+    /// different seeded draw each round).
+    pub drafts: usize,
+    /// Tokens per step of the drafts, cycled over the prompts. Default
+    /// `[1, 4, 8]`, the reference's mix.
+    pub tokens_per_step: Vec<usize>,
+    /// The refinement policy that drafts (default `{ kind = "refine" }`).
+    pub sampler: ComponentSpec,
+    /// Gumbel temperature of the drafts. Default 0 (greedy).
+    pub temperature: f64,
+    /// Prompts per drafting forward pass (default: `[eval] batch_size`).
+    pub batch_size: usize,
+    /// The expert that reviews drafts.
+    pub expert: ComponentSpec,
+    /// Expert requests in flight at most. Default 8.
+    pub concurrency: usize,
+    /// Share of the drafts sent to the expert that must come back with a
+    /// usable review (right or revised); below it the round fails, the run
+    /// exits non-zero and the report lists the failures by kind. Default 0.5.
+    pub min_reviewed: f64,
+    /// Optimiser steps and learning rate of each round.
+    pub settings: StageSettings,
+    /// Share of each round's training set drawn from Stage I samples (the
+    /// rest: corrected drafts). Default 0: corrected drafts only, as the reference.
+    pub stage1_share: f64,
+    /// Synthesizers for the round's samples (default: Stage I's). Corrected
+    /// drafts carry pairs, so a `span-pairs`-like synthesizer must accept them.
+    pub synthesizers: Vec<ComponentSpec>,
+}

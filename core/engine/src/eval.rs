@@ -1,0 +1,169 @@
+//! Evaluation: caption held-out samples with every sampler at every tokens
+//! per step, and score them.
+
+use std::sync::Arc;
+
+use rediff_api::image::SourceImage;
+
+use crate::sampler::{Generation, Sampler, SamplerSettings};
+use rediff_api::data::{aggregate, CaptionScorer, MetricInfo, Sample};
+use rediff_api::error::{Error, Result};
+use rediff_api::model::{ModelBackend, Prompt, PromptContext};
+use rediff_api::policy::RefinementPolicy;
+use rediff_api::schedule::NoiseSchedule;
+use rediff_nn::rng;
+pub use rediff_report::{EvalRow, Example, MetricValues, StepTiming};
+
+/// A held-out sample ready for the model.
+#[derive(Debug, Clone)]
+pub struct EvalItem {
+    /// The sample (its `truth` is scored against).
+    pub sample: Sample,
+    /// Decoded image.
+    pub image: Arc<SourceImage>,
+    /// Prompt ids.
+    pub prompt: Vec<u32>,
+}
+
+/// One sampler of the grid.
+#[derive(Clone)]
+pub struct SamplerSpec {
+    /// Name in reports.
+    pub name: String,
+    /// Its refinement policy.
+    pub policy: Arc<dyn RefinementPolicy>,
+}
+
+/// Encodes the prompts of `items` once, in batches of `batch_size`.
+pub fn encode_batches(
+    model: &dyn ModelBackend,
+    items: &[EvalItem],
+    batch_size: usize,
+) -> Result<Vec<PromptContext>> {
+    items
+        .chunks(batch_size.max(1))
+        .map(|chunk| {
+            let prompts: Vec<Prompt> = chunk
+                .iter()
+                .map(|it| Prompt {
+                    image: Some(it.image.clone()),
+                    ids: it.prompt.clone(),
+                })
+                .collect();
+            model.encode_prompts(&prompts)
+        })
+        .collect()
+}
+
+/// Everything one evaluation setting needs.
+pub struct EvalRun<'a> {
+    /// Name of the model in reports.
+    pub model_name: &'a str,
+    /// The model.
+    pub model: &'a dyn ModelBackend,
+    /// Per-step unmask counts.
+    pub schedule: &'a dyn NoiseSchedule,
+    /// Items and their encoded prompt batches (from [`encode_batches`]).
+    pub items: &'a [EvalItem],
+    /// Encoded prompts, one per chunk of `items`.
+    pub contexts: &'a [PromptContext],
+    /// Scorer of the data source.
+    pub scorer: &'a dyn CaptionScorer,
+    /// Pipeline seed (Gumbel noise at temperature > 0).
+    pub seed: u64,
+    /// Examples kept per setting.
+    pub examples: usize,
+}
+
+impl EvalRun<'_> {
+    /// Captions every item with `sampler` at `settings` and scores them.
+    pub fn run(
+        &self,
+        sampler: &SamplerSpec,
+        settings: SamplerSettings,
+    ) -> Result<(EvalRow, Vec<Example>, StepTiming)> {
+        let s = Sampler {
+            model: self.model,
+            schedule: self.schedule,
+            policy: sampler.policy.as_ref(),
+            settings,
+        };
+        let tokenizer = self.model.tokenizer();
+        let mut scores = Vec::with_capacity(self.items.len());
+        let mut examples = Vec::new();
+        let mut total = Generation::default();
+        let mut revisions = 0usize;
+        let mut offset = 0usize;
+        let tps = settings.gen_length / settings.steps;
+        for (chunk, ctx) in self.contexts.iter().enumerate() {
+            let mut rng = rng::stream(
+                self.seed,
+                &format!("eval/{}/{}/{tps}", self.model_name, sampler.name),
+                chunk as u64,
+            );
+            let gen = s.generate(ctx, &mut rng, None)?;
+            total.forward_time += gen.forward_time;
+            total.sampler_time += gen.sampler_time;
+            total.forward_passes += gen.forward_passes;
+            revisions += gen.revisions.iter().sum::<usize>();
+            for (i, out) in gen.outputs().iter().enumerate() {
+                let item = self
+                    .items
+                    .get(offset + i)
+                    .ok_or_else(|| Error::invalid("more generations than items"))?;
+                let caption = tokenizer.decode(out)?;
+                let truth = item.sample.truth.as_ref().ok_or_else(|| {
+                    Error::invalid(format!(
+                        "sample {} has no ground truth to score",
+                        item.sample.id
+                    ))
+                })?;
+                let score = self.scorer.score(truth, &caption)?;
+                if examples.len() < self.examples {
+                    examples.push(Example {
+                        id: item.sample.id.clone(),
+                        image: item.sample.image.display().to_string(),
+                        reference: item.sample.answer.clone(),
+                        caption: caption.clone(),
+                        score: score.detail.clone(),
+                        note: score.note.clone(),
+                    });
+                }
+                scores.push(score);
+            }
+            offset += ctx.batch();
+        }
+        let metrics: Vec<MetricInfo> = self.scorer.metrics();
+        let values = aggregate(&metrics, &scores)?;
+        let samples = scores.len();
+        let steps = total.forward_passes.max(1) as f64;
+        let forward = total.forward_time.as_secs_f64();
+        let own = total.sampler_time.as_secs_f64();
+        let timing = StepTiming {
+            model: self.model_name.to_string(),
+            sampler: sampler.name.clone(),
+            tokens_per_step: tps,
+            forward_passes: total.forward_passes,
+            forward_ms_per_step: forward * 1e3 / steps,
+            sampler_ms_per_step: own * 1e3 / steps,
+            sampler_share: if forward + own > 0.0 {
+                own / (forward + own)
+            } else {
+                0.0
+            },
+        };
+        Ok((
+            EvalRow {
+                model: self.model_name.to_string(),
+                sampler: sampler.name.clone(),
+                tokens_per_step: tps,
+                steps: settings.steps,
+                metrics: MetricValues(values),
+                samples,
+                revisions_per_caption: revisions as f64 / samples.max(1) as f64,
+            },
+            examples,
+            timing,
+        ))
+    }
+}
