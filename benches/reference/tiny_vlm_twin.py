@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""PyTorch twin of rediff's tiny VLM, timed like `rediff bench` times ours.
+"""PyTorch twin of rediff's tiny VLM, timed like the twin benchmark (`cargo bench --bench twin`) times ours.
 
 Same architecture and sizes (token and patch embeddings with learned
 positions, pre-norm blocks of RMSNorm, bidirectional multi-head attention
@@ -13,7 +13,7 @@ shapes, same work per measurement:
   tokens per step (argmax, confidence = softmax probability, top-k unmask;
   refine also rewrites decoded tokens every step)
 
-`rediff bench` runs it with --spec (a JSON file it writes) and reads the
+the twin benchmark (`cargo bench --bench twin`) runs it with --spec (a JSON file it writes) and reads the
 JSON it prints; run it by hand the same way. Threads: torch.set_num_threads.
 """
 
@@ -26,7 +26,7 @@ import time
 try:
     import torch
     import torch.nn.functional as F
-except ImportError:  # rediff bench reports this and goes on without the reference
+except ImportError:  # the twin benchmark reports this and goes on without the reference
     print(json.dumps({"error": "PyTorch is not installed (pip install torch)"}))
     sys.exit(3)
 
@@ -79,7 +79,7 @@ class TinyVlm(torch.nn.Module):
         self.layers = torch.nn.ModuleList([Block(c) for _ in range(c["num_layers"])])
         self.norm = RmsNorm(d, c["rms_norm_eps"])
         self.lm_head = torch.nn.Linear(d, c["vocab_size"], bias=False)
-        with torch.no_grad():  # as in `rediff bench`: end-of-turn never wins, so no early stop
+        with torch.no_grad():  # as in the twin benchmark (`cargo bench --bench twin`): end-of-turn never wins, so no early stop
             self.lm_head.weight[c["eot"]] = 0
 
     def patchify(self, images):
@@ -141,7 +141,7 @@ def caption(model, images, prompt, c, tps, refine):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--spec", required=True, help="JSON file written by `rediff bench`")
+    ap.add_argument("--spec", required=True, help="JSON file written by the twin benchmark (`cargo bench --bench twin`)")
     args = ap.parse_args()
     with open(args.spec) as f:
         spec = json.load(f)
