@@ -226,10 +226,7 @@ pub(crate) mod tests {
     }
 
     pub(crate) fn pair(org: &str, target: &str) -> RevisePair {
-        RevisePair {
-            org: org.into(),
-            target: target.into(),
-        }
+        RevisePair::new(org, target)
     }
 
     #[test]

@@ -592,10 +592,7 @@ mod tests {
     }
 
     fn pair(org: &str, target: &str) -> RevisePair {
-        RevisePair {
-            org: org.into(),
-            target: target.into(),
-        }
+        RevisePair::new(org, target)
     }
 
     fn as_json(s: &Sample) -> serde_json::Value {

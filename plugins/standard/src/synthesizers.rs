@@ -200,22 +200,14 @@ impl ErrorSynthesizer for RandomReplace {
             }
         }
         let divisor = p.max(self.loss_p_floor);
+        let group = |role, positions: Vec<usize>| {
+            let weight = group_mean_weight(positions.len(), divisor);
+            LossGroup::new(role, positions, weight)
+        };
         let groups = vec![
-            LossGroup::new(
-                GroupRole::Masked,
-                m.clone(),
-                group_mean_weight(m.len(), divisor),
-            ),
-            LossGroup::new(
-                GroupRole::Replaced,
-                r.clone(),
-                group_mean_weight(r.len(), divisor),
-            ),
-            LossGroup::new(
-                GroupRole::Kept,
-                k.clone(),
-                group_mean_weight(k.len(), divisor),
-            ),
+            group(GroupRole::Masked, m),
+            group(GroupRole::Replaced, r),
+            group(GroupRole::Kept, k),
         ];
         Ok(Corruption {
             sample: Some(CorruptedSample::new(input, sample.response.clone(), groups)),
@@ -348,15 +340,12 @@ impl ErrorSynthesizer for SpanPairs {
                 }
             }
         }
+        let weight = group_mean_weight(positions.len(), divisor);
         Ok(Corruption {
             sample: Some(CorruptedSample::new(
                 input,
                 labels,
-                vec![LossGroup::new(
-                    GroupRole::Revise,
-                    positions.clone(),
-                    group_mean_weight(positions.len(), divisor),
-                )],
+                vec![LossGroup::new(GroupRole::Revise, positions, weight)],
             )),
             dropped,
         })

@@ -156,10 +156,7 @@ mod tests {
     }
 
     fn pair(org: &str, target: &str) -> RevisePair {
-        RevisePair {
-            org: org.into(),
-            target: target.into(),
-        }
+        RevisePair::new(org, target)
     }
 
     const WORDS: &[&str] = &[
