@@ -46,6 +46,8 @@ struct Cli {
 enum Command {
     /// Run a pipeline: data, baseline and Stage I training, evaluation, report.
     Run(cmd::run::RunArgs),
+    /// Evaluate the models a finished run saved with another sampler grid, without retraining.
+    Eval(cmd::eval::EvalArgs),
     /// Validate a pipeline file and print the assembled pipeline.
     Check(cmd::check::CheckArgs),
     /// Caption an image, or a directory of images into a predictions file, with a trained checkpoint.
@@ -64,6 +66,7 @@ fn main() -> ExitCode {
         .init();
     let result = match cli.command {
         Command::Run(args) => cmd::run::run(args),
+        Command::Eval(args) => cmd::eval::run(args),
         Command::Check(args) => cmd::check::run(args),
         Command::Generate(args) => cmd::generate::run(args),
         Command::Components(args) => cmd::components::run(args),

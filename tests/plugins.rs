@@ -146,6 +146,7 @@ fn built() -> &'static Built {
         };
         keep("cosine", cargo_build("rediff-example-cosine", None));
         keep("glossary", cargo_build("rediff-example-glossary", None));
+        keep("drop", cargo_build("rediff-example-confidence-drop", None));
         keep("faulty", cargo_build("rediff-test-faulty-plugin", None));
         for fault in FAULTS {
             keep(fault, cargo_build("rediff-test-faulty-plugin", Some(fault)));
@@ -193,9 +194,14 @@ fn example_plugins_drive_a_pipeline_from_its_toml() {
     // Relative paths in [[plugins]] resolve against the pipeline's directory.
     std::fs::copy(lib("cosine"), dir.path().join("cosine.so")).unwrap();
     let glossary = lib("glossary").display().to_string();
+    let drop = lib("drop").display().to_string();
     let text = format!(
-        "{}\n[[plugins]]\npath = \"cosine.so\"\n\n[[plugins]]\npath = \"{glossary}\"\n",
+        "{}\n[[plugins]]\npath = \"cosine.so\"\n\n[[plugins]]\npath = \"{glossary}\"\n\n[[plugins]]\npath = \"{drop}\"\n",
         TINY.replace("kind = \"linear\"", "kind = \"cosine\"")
+            .replace(
+                "{ name = \"refine\", policy = { kind = \"refine\" } },",
+                "{ name = \"refine\", policy = { kind = \"refine\" } },\n  { name = \"drop\", policy = { kind = \"confidence-drop\", ratio = 0.9, max_remask = 3 } },"
+            )
             .replace(
                 "expert = { kind = \"oracle\" }",
                 "expert = { kind = \"glossary\", terms = { \"left\" = \"right\" } }"
@@ -216,6 +222,20 @@ fn example_plugins_drive_a_pipeline_from_its_toml() {
     let listed = registry.list();
     let row = listed.iter().find(|c| c.name == "cosine").unwrap();
     assert!(row.origin.to_string().contains("cosine"), "{}", row.origin);
+
+    // The plugin policy sampled every setting, finishing every block.
+    let report: rediff_report::Report =
+        serde_json::from_str(&std::fs::read_to_string(out.join(rediff_report::JSON_FILE)).unwrap())
+            .unwrap();
+    let rows: Vec<_> = report
+        .results
+        .iter()
+        .filter(|r| r.sampler == "drop")
+        .collect();
+    assert_eq!(rows.len(), 2 * 3, "two parallelisms x three models");
+    assert!(rows
+        .iter()
+        .all(|r| r.guard_stops == 0 && r.nfe_per_caption > 0.0));
 
     // The expert's pairs are in the journal.
     let reviews: Vec<ReviewRecord> = common::round_reviews(&out, 1);

@@ -345,12 +345,8 @@ fn work(spec: &WorkerSpec) -> anyhow::Result<WorkerResult> {
                     model: model.as_ref(),
                     schedule: schedule.as_ref(),
                     policy: policy.as_ref(),
-                    settings: SamplerSettings {
-                        gen_length: l,
-                        block_length: l,
-                        steps: l / tps,
-                        temperature: 0.0,
-                    },
+                    policy_name: kind,
+                    settings: SamplerSettings::for_tokens_per_step(l, l, tps, 0.0),
                 };
                 let prompt = random_prompts(1, cfg, &ids, &mut rng);
                 let mut forward = 0.0;

@@ -98,6 +98,16 @@ pub struct GenerateArgs {
     /// denoise (plain) or refine (ReDiff).
     #[arg(long, value_enum, default_value_t = SamplerKind::Refine)]
     sampler: SamplerKind,
+    /// Any registered refinement policy as inline TOML, instead of
+    /// --sampler, e.g. --policy 'kind = "threshold", threshold = 0.9'
+    /// (`rediff components` lists them; their options are in docs/refiners.md).
+    #[arg(long, conflicts_with_all = ["sampler", "revise_start", "refine_start", "revise_topk"])]
+    policy: Option<String>,
+    /// Guard on the steps one block may take, for policies that run until
+    /// the block is decoded (default 4 x max(block length, steps per block));
+    /// a block it cuts is reported.
+    #[arg(long)]
+    max_block_steps: Option<usize>,
     /// Compute threads per tensor op (default: all cores; one for a single
     /// image with a tiny-vlm checkpoint, whose matrices are too small to split).
     #[arg(long)]
@@ -148,6 +158,14 @@ fn parse_dtype(s: &str) -> Result<WeightDtype, String> {
 }
 
 fn policy_spec(args: &GenerateArgs) -> anyhow::Result<ComponentSpec> {
+    if let Some(inline) = &args.policy {
+        // `a = 1, b = 2` reads as the inline table `{ a = 1, b = 2 }`.
+        let text = format!("policy = {{ {inline} }}\n");
+        let table: toml::Table = toml::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("--policy {inline:?} is not inline TOML: {e}"))?;
+        let inner = toml::to_string(&table["policy"])?;
+        return Ok(ComponentSpec::from_toml_str("--policy", &inner)?);
+    }
     let text = match args.sampler {
         SamplerKind::Denoise => "kind = \"none\"\n".to_string(),
         SamplerKind::Refine => {
@@ -257,7 +275,9 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     let registry = crate::registry::with_plugins(&args.plugins)?;
     let load = LoadOptions::new(args.device.resolve()?, args.dtype.into());
     let model = registry.load_model(&args.model, &load)?;
-    let policy = registry.build_policy(&policy_spec(&args)?, &BuildContext::default())?;
+    let policy_spec = policy_spec(&args)?;
+    let policy_name = policy_spec.kind().to_string();
+    let policy = registry.build_policy(&policy_spec, &BuildContext::default())?;
     let schedule =
         registry.build_schedule(&schedule_spec(&args.model)?, &BuildContext::default())?;
     let settings = SamplerSettings {
@@ -265,11 +285,13 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         block_length: args.block_length.unwrap_or(args.gen_length),
         steps: args.steps,
         temperature: args.temperature,
+        max_block_steps: args.max_block_steps,
     };
     let sampler = Sampler {
         model: model.as_ref(),
         schedule: schedule.as_ref(),
         policy: policy.as_ref(),
+        policy_name: &policy_name,
         settings,
     };
     match batch_images {

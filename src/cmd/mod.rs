@@ -2,6 +2,7 @@
 
 pub mod check;
 pub mod components;
+pub mod eval;
 pub mod generate;
 pub mod run;
 

@@ -40,8 +40,15 @@ pub struct RunArgs {
 
     /// Override the pipeline's seed (recorded in the run directory's
     /// pipeline.toml; --resume refuses a different one).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "seeds")]
     seed: Option<u64>,
+
+    /// Repeat the whole pipeline over these seeds (comma-separated, at
+    /// least two; overrides the pipeline's `seeds`): each runs in
+    /// OUT/seed-<s>/, and OUT/report.* gives every metric's mean over seeds
+    /// with a 95% Student-t interval and the per-seed values.
+    #[arg(long, value_delimiter = ',', num_args = 1..)]
+    seeds: Option<Vec<u64>>,
 
     /// Threads per tensor op (default: the pipeline's `threads`; else 1 when
     /// stages run concurrently or batches are split over data-parallel
@@ -116,7 +123,13 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         progress: !args.quiet,
         interrupt,
     };
-    let report = match pipeline::run(&cfg, &registry, &opts) {
+    let seeds = args.seeds.clone().unwrap_or_else(|| cfg.seeds.clone());
+    let outcome = if seeds.is_empty() {
+        pipeline::run(&cfg, &registry, &opts)
+    } else {
+        pipeline::run_seeds(&cfg, &seeds, &registry, &opts)
+    };
+    let report = match outcome {
         Err(rediff_api::Error::Interrupted) => {
             let pipeline = args
                 .pipeline

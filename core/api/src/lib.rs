@@ -12,7 +12,7 @@
 //! |---|---|---|
 //! | schedule | [`NoiseSchedule`] | mask probability in training, unmask counts at inference |
 //! | synthesizer | [`ErrorSynthesizer`] | how a training sample is corrupted and weighted |
-//! | policy | [`RefinementPolicy`] | which decoded tokens the sampler rewrites |
+//! | policy | [`RefinementPolicy`] | what each sampler step unmasks, revises and remasks |
 //! | expert | [`ExpertCorrector`] | Stage II corrections of the model's drafts |
 //! | model | [`ModelBackend`] | the network: prompts in, logits out |
 //! | data | [`DataSource`] | samples, and optionally a [`CaptionScorer`] |
@@ -46,7 +46,7 @@ pub use data::{
 pub use error::{Error, Result};
 pub use expert::{ExpertCorrector, ExpertError, ExpertReply, ExpertRequest, ExpertVerdict};
 pub use model::{ModelBackend, Prompt, PromptContext};
-pub use policy::RefinementPolicy;
+pub use policy::{PositionState, PositionView, RefinementPolicy, StepPlan, StepView};
 pub use registry::{ComponentKind, Plugin, Registrar, Registry};
 pub use schedule::NoiseSchedule;
 pub use spec::{ComponentSpec, ConfigError};

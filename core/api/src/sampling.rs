@@ -2,8 +2,6 @@
 //! logits themselves (the `model` expert): the token a position takes and
 //! its confidence, and ranking by confidence.
 
-use crate::policy::RevisionCandidate;
-
 /// Per-position choice: the sampled token and its probability.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Choice {
@@ -21,6 +19,18 @@ pub fn choose(
     temperature: f64,
     rng: &mut impl rand::Rng,
 ) -> Choice {
+    choose_scored(logits, suppressed, temperature, rng, None).0
+}
+
+/// [`choose`], also returning the probability of `current` under the same
+/// (suppressed) softmax: 0 when `current` is suppressed or absent.
+pub fn choose_scored(
+    logits: &[f32],
+    suppressed: &[u32],
+    temperature: f64,
+    rng: &mut impl rand::Rng,
+    current: Option<u32>,
+) -> (Choice, f64) {
     let mut best = 0usize;
     let mut best_score = f64::NEG_INFINITY;
     let mut max_logit = f64::NEG_INFINITY;
@@ -47,22 +57,18 @@ pub fn choose(
             denom += (f64::from(l) - max_logit).exp();
         }
     }
-    let confidence = (f64::from(logits[best]) - max_logit).exp() / denom;
-    Choice {
-        token: best as u32,
-        confidence,
-    }
-}
-
-/// Indices of the `k` highest-confidence candidates (ties: lower position first).
-pub fn top_k_by_confidence(candidates: &[RevisionCandidate], k: usize) -> Vec<usize> {
-    let mut sorted: Vec<&RevisionCandidate> = candidates.iter().collect();
-    sorted.sort_by(|a, b| {
-        b.confidence
-            .total_cmp(&a.confidence)
-            .then(a.position.cmp(&b.position))
-    });
-    sorted.into_iter().take(k).map(|c| c.position).collect()
+    let prob = |v: usize| (f64::from(logits[v]) - max_logit).exp() / denom;
+    let current = match current {
+        Some(c) if (c as usize) < logits.len() && !suppressed.contains(&c) => prob(c as usize),
+        _ => 0.0,
+    };
+    (
+        Choice {
+            token: best as u32,
+            confidence: prob(best),
+        },
+        current,
+    )
 }
 
 #[cfg(test)]
@@ -83,6 +89,11 @@ mod tests {
         assert_eq!(c.token, 3);
         let z: f64 = [0.0f64, 1.0, 2.0].iter().map(|l| l.exp()).sum();
         assert!((c.confidence - 2f64.exp() / z).abs() < 1e-12);
+        // The current token's probability, under the same suppression.
+        let (c, cur) = choose_scored(&logits, &[1], 0.0, &mut rng, Some(2));
+        assert_eq!(c.token, 3);
+        assert!((cur - 1f64.exp() / z).abs() < 1e-12);
+        assert_eq!(choose_scored(&logits, &[1], 0.0, &mut rng, Some(1)).1, 0.0);
     }
 
     #[test]

@@ -12,7 +12,8 @@ use rediff_api::model::{ModelBackend, Prompt, PromptContext};
 use rediff_api::policy::RefinementPolicy;
 use rediff_api::schedule::NoiseSchedule;
 use rediff_nn::rng;
-pub use rediff_report::{EvalRow, Example, MetricValues, StepTiming};
+use rediff_report::stats::{bootstrap_ratios, BOOTSTRAP_RESAMPLES};
+pub use rediff_report::{EvalRow, Example, MetricIntervals, MetricValues, Named, StepTiming};
 
 /// A held-out sample ready for the model.
 #[derive(Debug, Clone)]
@@ -30,8 +31,14 @@ pub struct EvalItem {
 pub struct SamplerSpec {
     /// Name in reports.
     pub name: String,
+    /// Its policy's registered name (in errors).
+    pub kind: String,
     /// Its refinement policy.
     pub policy: Arc<dyn RefinementPolicy>,
+    /// Tokens per step it runs at.
+    pub tokens_per_step: Vec<usize>,
+    /// Its guard on steps per block (`None`: the sampler's default).
+    pub max_block_steps: Option<usize>,
 }
 
 /// Encodes the prompts of `items` once, in batches of `batch_size`.
@@ -82,10 +89,15 @@ impl EvalRun<'_> {
         sampler: &SamplerSpec,
         settings: SamplerSettings,
     ) -> Result<(EvalRow, Vec<Example>, StepTiming)> {
+        let settings = SamplerSettings {
+            max_block_steps: sampler.max_block_steps.or(settings.max_block_steps),
+            ..settings
+        };
         let s = Sampler {
             model: self.model,
             schedule: self.schedule,
             policy: sampler.policy.as_ref(),
+            policy_name: &sampler.kind,
             settings,
         };
         let tokenizer = self.model.tokenizer();
@@ -93,6 +105,10 @@ impl EvalRun<'_> {
         let mut examples = Vec::new();
         let mut total = Generation::default();
         let mut revisions = 0usize;
+        let mut remasks = 0usize;
+        let mut guard_stops = 0usize;
+        let mut nfe = 0usize;
+        let mut output_tokens = 0usize;
         let mut offset = 0usize;
         let tps = settings.gen_length / settings.steps;
         for (chunk, ctx) in self.contexts.iter().enumerate() {
@@ -106,6 +122,16 @@ impl EvalRun<'_> {
             total.sampler_time += gen.sampler_time;
             total.forward_passes += gen.forward_passes;
             revisions += gen.revisions.iter().sum::<usize>();
+            remasks += gen.remasks.iter().sum::<usize>();
+            guard_stops += gen.guard_stops.iter().sum::<usize>();
+            nfe += gen.steps.iter().sum::<usize>();
+            // Output tokens up to and including the end-of-turn (LLaDA 2.1's
+            // tokens per forward); the whole response without one.
+            output_tokens += gen
+                .stops
+                .iter()
+                .map(|s| s.map_or(settings.gen_length, |s| s + 1))
+                .sum::<usize>();
             for (i, out) in gen.outputs().iter().enumerate() {
                 let item = self
                     .items
@@ -136,6 +162,7 @@ impl EvalRun<'_> {
         let metrics: Vec<MetricInfo> = self.scorer.metrics();
         let values = aggregate(&metrics, &scores)?;
         let samples = scores.len();
+        let intervals = self.bootstrap(&metrics, &scores, &sampler.name, tps);
         let steps = total.forward_passes.max(1) as f64;
         let forward = total.forward_time.as_secs_f64();
         let own = total.sampler_time.as_secs_f64();
@@ -158,12 +185,67 @@ impl EvalRun<'_> {
                 sampler: sampler.name.clone(),
                 tokens_per_step: tps,
                 steps: settings.steps,
-                metrics: MetricValues(values),
+                metrics: Named(values),
                 samples,
                 revisions_per_caption: revisions as f64 / samples.max(1) as f64,
+                intervals,
+                nfe_per_caption: nfe as f64 / samples.max(1) as f64,
+                tokens_per_forward: output_tokens as f64 / nfe.max(1) as f64,
+                remasks_per_caption: remasks as f64 / samples.max(1) as f64,
+                guard_stops,
+                seeds: Vec::new(),
             },
             examples,
             timing,
         ))
+    }
+}
+
+/// What a single run's intervals are, in reports.
+pub fn bootstrap_description(images: usize) -> String {
+    format!(
+        "95% percentile bootstrap over the {images} evaluation images ({BOOTSTRAP_RESAMPLES} resamples)"
+    )
+}
+
+impl EvalRun<'_> {
+    /// 95% percentile-bootstrap intervals of every metric over the scored
+    /// captions, from a stream of the pipeline seed named after the setting.
+    fn bootstrap(
+        &self,
+        metrics: &[MetricInfo],
+        scores: &[rediff_api::data::CaptionScore],
+        sampler: &str,
+        tps: usize,
+    ) -> MetricIntervals {
+        let items: Vec<Vec<(f64, f64)>> = scores
+            .iter()
+            .map(|s| {
+                metrics
+                    .iter()
+                    .map(|m| {
+                        s.counts
+                            .iter()
+                            .filter(|(n, _)| n == &m.name)
+                            .fold((0.0, 0.0), |(h, t), (_, c)| (h + c.hits, t + c.total))
+                    })
+                    .collect()
+            })
+            .collect();
+        let mut rng = rng::stream(
+            self.seed,
+            &format!("bootstrap/{}/{sampler}/{tps}", self.model_name),
+            0,
+        );
+        let bounds = bootstrap_ratios(&items, metrics.len(), BOOTSTRAP_RESAMPLES, |n| {
+            rand::Rng::random_range(&mut rng, 0..n)
+        });
+        Named(
+            metrics
+                .iter()
+                .zip(bounds)
+                .map(|(m, (lo, hi))| (m.name.clone(), [lo, hi]))
+                .collect(),
+        )
     }
 }

@@ -1,20 +1,24 @@
-//! The denoising and refining sampler (section 5 of the specification), step
-//! for step as the reference's `generate_with_embeds` runs it.
+//! The sampler (section 5 of the specification): semi-autoregressive
+//! blocks, one forward pass per step, and a [`RefinementPolicy`] that
+//! decides each step's plan. With the `none` and `refine` policies it runs
+//! step for step as the reference's `generate_with_embeds`.
 //!
-//! Per sample and block (semi-autoregressive; one block when `B = L`): the
-//! schedule splits the block's masked positions over its steps. Each step:
-//! one forward pass; special tokens suppressed (at masked positions only for
-//! plain denoising, everywhere when refining); `x0 = argmax(logits +
-//! temperature * Gumbel)` and `conf = softmax(logits)[x0]` in float64; the
-//! step's budget goes to the most confident masked positions before the
-//! block's end (before the stop, once there is one), chosen exactly as the
-//! reference's `torch.topk` over `[prompt | response]` chooses, ties
-//! included; then the [`RefinementPolicy`] picks which positions decoded
-//! before the step take `x0` too. After every step the response is scanned
-//! for the end-of-turn token: the stop is the earliest one ever decoded
-//! (it never moves later). A block ends early when it has no mask left, a
-//! sample ends once no mask remains before its stop, and its output is the
-//! response up to the stop.
+//! Per sample and block (one block when `B = L`): the schedule splits the
+//! block's masked positions over its steps (the *budget*). Each step: one
+//! forward pass; special tokens suppressed (at masked positions only when
+//! the policy never revises, everywhere otherwise); `x0 = argmax(logits +
+//! temperature * Gumbel)`, `conf = softmax(logits)[x0]` and the current
+//! token's probability, in float64; the policy's [`StepPlan`] is checked
+//! (an impossible plan is an error naming the policy) and applied: unmask,
+//! revise, remask. After every step the response is scanned for the
+//! end-of-turn token: the stop is the earliest one ever decoded (it never
+//! moves later). A block ends when no mask is left in it (or before the
+//! stop) and the policy asks for no more, when it has run the policy's
+//! [`RefinementPolicy::block_steps`], or at the sampler's guard
+//! ([`SamplerSettings::max_block_steps`], counted in
+//! [`Generation::guard_stops`] and logged). A sample ends once no mask
+//! remains before its stop; its output is the response up to the stop.
+//! Samples of a batch finish at different steps.
 
 use std::time::{Duration, Instant};
 
@@ -22,11 +26,10 @@ use candle_core::Tensor;
 
 use rediff_api::error::{Error, Result};
 use rediff_api::model::{ModelBackend, PromptContext};
-use rediff_api::policy::{RefinementPolicy, RevisionCandidate, RevisionContext};
-use rediff_api::sampling::{choose, Choice};
+use rediff_api::policy::{PositionState, PositionView, RefinementPolicy, StepPlan, StepView};
+use rediff_api::sampling::{choose, choose_scored, Choice};
 use rediff_api::schedule::NoiseSchedule;
 use rediff_api::tokens::SpecialTokens;
-use rediff_api::topk::torch_topk_indices;
 
 /// Geometry and temperature of one sampling run.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -39,6 +42,10 @@ pub struct SamplerSettings {
     pub steps: usize,
     /// Gumbel temperature; 0 is greedy.
     pub temperature: f64,
+    /// Guard on the steps one block may take, for policies that run until
+    /// the block is decoded; `None` = 4 x max(block length, steps per
+    /// block). A block cut by it is counted in [`Generation::guard_stops`].
+    pub max_block_steps: Option<usize>,
 }
 
 impl SamplerSettings {
@@ -54,7 +61,16 @@ impl SamplerSettings {
             block_length,
             steps: gen_length / tokens_per_step.max(1),
             temperature,
+            max_block_steps: None,
         }
+    }
+
+    /// The guard on steps per block (see [`SamplerSettings::max_block_steps`]).
+    pub fn block_step_guard(&self) -> usize {
+        let blocks = (self.gen_length / self.block_length.max(1)).max(1);
+        self.max_block_steps
+            .unwrap_or(4 * self.block_length.max(self.steps / blocks))
+            .max(1)
     }
 
     /// Checks the geometry; returns the number of blocks.
@@ -95,6 +111,8 @@ pub struct StepEvent {
     pub unmasked: Vec<usize>,
     /// Positions rewritten at this step, with the token they held before.
     pub revised: Vec<(usize, u32)>,
+    /// Positions sent back to `[MASK]` at this step.
+    pub remasked: Vec<usize>,
     /// The end-of-turn stop after the step, if one was decoded.
     pub stop: Option<usize>,
     /// Picks that the reference's tie order puts in the prompt: those
@@ -117,6 +135,11 @@ pub struct Generation {
     pub steps: Vec<usize>,
     /// Rewrites of a decoded token that changed it, per sample.
     pub revisions: Vec<usize>,
+    /// Decoded tokens sent back to `[MASK]`, per sample.
+    pub remasks: Vec<usize>,
+    /// Blocks the step guard cut short, per sample (0 unless a policy
+    /// failed to finish a block in [`SamplerSettings::block_step_guard`] steps).
+    pub guard_stops: Vec<usize>,
     /// Picks that landed in the prompt (see [`StepEvent::prompt_picks`]), per sample.
     pub prompt_picks: Vec<usize>,
     /// Prompt rewrites a later forward pass needed but the backend could
@@ -140,14 +163,16 @@ impl Generation {
     }
 }
 
-/// The sampler: a model, a schedule for per-step counts and a refinement policy.
+/// The sampler: a model, a schedule for per-step budgets and a refinement policy.
 pub struct Sampler<'a> {
     /// The model.
     pub model: &'a dyn ModelBackend,
-    /// Gives the per-step unmask counts.
+    /// Gives the per-step unmask budgets.
     pub schedule: &'a dyn NoiseSchedule,
-    /// Chooses revisions (`none` = plain denoising).
+    /// Plans every step (`none` = plain denoising).
     pub policy: &'a dyn RefinementPolicy,
+    /// The policy's name in errors and logs.
+    pub policy_name: &'a str,
     /// Geometry.
     pub settings: SamplerSettings,
 }
@@ -159,7 +184,7 @@ pub struct StepFrame {
     pub block: std::ops::Range<usize>,
     /// Step index within the block.
     pub step: usize,
-    /// Steps per block.
+    /// The schedule's steps per block.
     pub steps: usize,
     /// The schedule's budget for this step.
     pub budget: usize,
@@ -169,6 +194,26 @@ pub struct StepFrame {
     pub prompt_len: Option<usize>,
     /// The end-of-turn stop before the step.
     pub stop: Option<usize>,
+    /// Positions the block's previous step unmasked (`None` at its first step).
+    pub last_unmasked: Option<usize>,
+}
+
+/// The model's reading of one position at one step.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Reading {
+    /// `x0` and its confidence.
+    pub choice: Choice,
+    /// The probability of the position's current token.
+    pub current: f64,
+}
+
+impl From<Choice> for Reading {
+    fn from(choice: Choice) -> Self {
+        Self {
+            choice,
+            current: 0.0,
+        }
+    }
 }
 
 /// What one step did to one sample.
@@ -178,108 +223,121 @@ pub struct StepOutcome {
     pub unmasked: Vec<usize>,
     /// Decoded positions whose token changed, with the old token.
     pub revised: Vec<(usize, u32)>,
+    /// Positions sent back to `[MASK]`.
+    pub remasked: Vec<usize>,
     /// Picks that fell in the prompt (positions when the prompt length is
     /// known; otherwise only counted).
     pub prompt_picks: usize,
     /// The prompt positions picked, when the prompt length is known.
     pub prompt_positions: Vec<usize>,
+    /// The policy asked for another step of the block.
+    pub more: bool,
 }
 
-/// One step's updates for one sample, given the choices at every response
-/// position (`choices[j]` for position `j`). Pure function: this is the
-/// whole sampling rule, tested in isolation.
+/// When each response position was last unmasked, and with what confidence
+/// (`None` while masked).
+pub type DecodedAt = Vec<Option<(usize, f64)>>;
+
+/// One step for one sample, given the model's reading of every response
+/// position (`readings[j]` for position `j`). Pure function of its inputs
+/// and `rng`: this is the whole sampling rule, tested in isolation.
 ///
-/// The budget goes to the masked positions before the block's end (before
-/// the stop, once there is one) with the highest confidence, selected over
-/// `[prompt | response]` as the reference's `torch.topk` does; then the
-/// policy's revisions of positions decoded before the step are applied.
+/// Builds the policy's [`StepView`] of the block, checks its [`StepPlan`]
+/// (an impossible plan is an error naming `policy_name`) and applies it;
+/// `decoded_at` is kept up to date.
+#[allow(clippy::too_many_arguments)]
 pub fn apply_step(
     tokens: &mut [u32],
+    decoded_at: &mut DecodedAt,
     frame: &StepFrame,
-    choices: &[Choice],
+    readings: &[Reading],
     mask: u32,
     policy: &dyn RefinementPolicy,
-) -> StepOutcome {
+    policy_name: &str,
+    rng: &mut dyn rand::RngCore,
+) -> Result<StepOutcome> {
     let l = tokens.len();
-    debug_assert_eq!(choices.len(), l);
-    let masked: Vec<bool> = tokens.iter().map(|&t| t == mask).collect();
+    debug_assert_eq!(readings.len(), l);
+    debug_assert_eq!(decoded_at.len(), l);
     let limit = frame.stop.unwrap_or(frame.block.end).min(l);
-    let p = frame.prompt_len.unwrap_or(64 * frame.budget);
-    let mut conf = vec![f64::NEG_INFINITY; p + l];
-    for j in 0..limit {
-        if masked[j] {
-            conf[p + j] = choices[j].confidence;
-        }
+    // The reference ranks every masked position before the block's end (or
+    // the stop): earlier blocks are finished, but a revision to the mask
+    // token masks a position there again, and a stop past the block lets
+    // later masks before it be filled.
+    let window = 0..frame.block.end.max(limit);
+    let positions: Vec<PositionView> = window
+        .map(|j| PositionView {
+            position: j,
+            state: match (tokens[j] == mask, decoded_at[j]) {
+                (true, _) => PositionState::Masked,
+                (false, Some((since, confidence))) => PositionState::Decoded { since, confidence },
+                (false, None) => PositionState::Decoded {
+                    since: 0,
+                    confidence: 1.0,
+                },
+            },
+            token: tokens[j],
+            predicted: readings[j].choice.token,
+            confidence: readings[j].choice.confidence,
+            current_confidence: readings[j].current,
+            before_stop: j < limit,
+        })
+        .collect();
+    let prompt_picks = std::cell::RefCell::new(Vec::new());
+    let view = StepView::new(
+        frame.block.clone(),
+        frame.step,
+        frame.steps,
+        frame.budget,
+        &positions,
+        frame.stop,
+        l,
+        frame.prompt_len,
+        &prompt_picks,
+    )
+    .with_last_unmasked(frame.last_unmasked);
+    let plan: StepPlan = policy.plan(&view, rng);
+    plan.check(&view).map_err(|why| {
+        Error::invalid(format!(
+            "refinement policy `{policy_name}` {why} (block {}..{}, step {})",
+            frame.block.start, frame.block.end, frame.step
+        ))
+    })?;
+    let mut out = StepOutcome {
+        more: plan.more,
+        ..Default::default()
+    };
+    let prompt_picks = prompt_picks.into_inner();
+    out.prompt_picks = prompt_picks.len();
+    if frame.prompt_len.is_some() {
+        out.prompt_positions = prompt_picks;
     }
-    let mut out = StepOutcome::default();
-    let mut picks: Vec<usize> = Vec::new();
-    for i in torch_topk_indices(&conf, frame.budget) {
-        match i.checked_sub(p) {
-            Some(j) => picks.push(j),
-            None => {
-                out.prompt_picks += 1;
-                if frame.prompt_len.is_some() {
-                    out.prompt_positions.push(i);
-                }
-            }
-        }
+    let mut unmask = plan.unmask;
+    unmask.sort_unstable();
+    for j in unmask {
+        tokens[j] = readings[j].choice.token;
+        decoded_at[j] = Some((frame.step, readings[j].choice.confidence));
+        out.unmasked.push(j);
     }
-    picks.sort_unstable();
-    for j in picks {
-        let new = choices[j].token;
-        if masked[j] {
-            out.unmasked.push(j);
-        } else if tokens[j] != new {
+    let mut revise = plan.revise;
+    revise.sort_unstable();
+    for j in revise {
+        let new = readings[j].choice.token;
+        if tokens[j] != new {
             out.revised.push((j, tokens[j]));
         }
         tokens[j] = new;
     }
-    if policy.revises() {
-        let candidates: Vec<RevisionCandidate> = frame
-            .block
-            .clone()
-            .filter(|&j| !masked[j])
-            .map(|j| RevisionCandidate {
-                position: j,
-                confidence: if j < limit {
-                    choices[j].confidence
-                } else {
-                    f64::NEG_INFINITY
-                },
-            })
-            .collect();
-        if !candidates.is_empty() {
-            let prompt_picks = std::cell::RefCell::new(Vec::new());
-            let ctx = RevisionContext::new(
-                frame.step,
-                frame.steps,
-                &candidates,
-                frame.prompt_len,
-                l,
-                &prompt_picks,
-            );
-            let mut chosen = policy.select(&ctx);
-            let prompt_picks = prompt_picks.into_inner();
-            out.prompt_picks += prompt_picks.len();
-            out.prompt_positions.extend(prompt_picks);
-            chosen.sort_unstable();
-            chosen.dedup();
-            for j in chosen.into_iter().filter(|&j| j < l) {
-                let new = choices[j].token;
-                if tokens[j] == mask && new != mask {
-                    out.unmasked.push(j);
-                } else if tokens[j] != new {
-                    out.revised.push((j, tokens[j]));
-                }
-                tokens[j] = new;
-            }
-        }
+    let mut remask = plan.remask;
+    remask.sort_unstable();
+    for j in remask {
+        tokens[j] = mask;
+        decoded_at[j] = None;
+        out.remasked.push(j);
     }
-    out.unmasked.sort_unstable();
-    out.unmasked.dedup();
     out.prompt_positions.sort_unstable();
     out.prompt_positions.dedup();
-    out
+    Ok(out)
 }
 
 /// The earliest end-of-turn position in `tokens`, if any.
@@ -296,13 +354,28 @@ struct Cursor {
     done: bool,
     stop: Option<usize>,
     steps_taken: usize,
+    /// The last step's plan asked for more of this block.
+    more: bool,
+    /// Positions the block's previous step unmasked.
+    last_unmasked: Option<usize>,
+    decoded_at: DecodedAt,
+    guard_stops: usize,
     /// Prompt positions picked at the last step, with the response the
     /// step's forward pass saw: rewritten before the next forward pass.
     pending_prompt: Option<(Vec<u32>, Vec<usize>)>,
 }
 
+/// The block limits a cursor runs under.
+struct Limits {
+    blocks: usize,
+    block_len: usize,
+    steps: usize,
+    policy_steps: Option<usize>,
+    guard: usize,
+}
+
 impl Cursor {
-    fn new() -> Self {
+    fn new(l: usize) -> Self {
         Self {
             block: 0,
             step: 0,
@@ -311,40 +384,48 @@ impl Cursor {
             done: false,
             stop: None,
             steps_taken: 0,
+            more: false,
+            last_unmasked: None,
+            decoded_at: vec![None; l],
+            guard_stops: 0,
             pending_prompt: None,
         }
     }
 
-    /// Moves past the reference's breaks to the next step that needs a
-    /// forward pass; false once the sample is finished.
+    /// Moves past finished blocks to the next step that needs a forward
+    /// pass; false once the sample is finished.
     fn prepare(
         &mut self,
         tokens: &[u32],
         mask: u32,
-        blocks: usize,
-        block_len: usize,
-        steps: usize,
+        lim: &Limits,
         schedule: &dyn NoiseSchedule,
     ) -> bool {
         loop {
             if self.done {
                 return false;
             }
-            let range = self.block * block_len..(self.block + 1) * block_len;
+            let range = self.block * lim.block_len..(self.block + 1) * lim.block_len;
             if self.fresh_block {
-                if self.block >= blocks || self.stop.is_some_and(|s| s <= range.start) {
+                if self.block >= lim.blocks || self.stop.is_some_and(|s| s <= range.start) {
                     self.done = true;
                     return false;
                 }
                 let n = tokens[range.clone()].iter().filter(|&&t| t == mask).count();
-                self.counts = schedule.unmask_counts(n, steps);
+                self.counts = schedule.unmask_counts(n, lim.steps);
                 self.step = 0;
+                self.more = false;
+                self.last_unmasked = None;
                 self.fresh_block = false;
             }
             let stop_reached = self
                 .stop
                 .is_some_and(|s| !tokens[..s.min(tokens.len())].contains(&mask));
-            if self.step >= steps || stop_reached || !tokens[range].contains(&mask) {
+            let decoded = (stop_reached || !tokens[range].contains(&mask)) && !self.more;
+            let scheduled_out = lim.policy_steps.is_some_and(|n| self.step >= n);
+            let guarded = !decoded && !scheduled_out && self.step >= lim.guard;
+            if decoded || scheduled_out || guarded {
+                self.guard_stops += usize::from(guarded);
                 self.block += 1;
                 self.fresh_block = true;
                 continue;
@@ -368,14 +449,22 @@ impl Sampler<'_> {
         let l = self.settings.gen_length;
         let b_len = self.settings.block_length;
         let steps = self.settings.steps / blocks;
+        let limits = Limits {
+            blocks,
+            block_len: b_len,
+            steps,
+            policy_steps: self.policy.block_steps(steps),
+            guard: self.settings.block_step_guard(),
+        };
         let special = self.model.special_tokens().clone();
         let vocab = self.model.vocab_size();
         let batch = context.batch();
         let revises = self.policy.revises();
         let mut tokens = vec![vec![special.mask; l]; batch];
-        let mut cursors: Vec<Cursor> = (0..batch).map(|_| Cursor::new()).collect();
+        let mut cursors: Vec<Cursor> = (0..batch).map(|_| Cursor::new(l)).collect();
         let mut out = Generation {
             revisions: vec![0; batch],
+            remasks: vec![0; batch],
             prompt_picks: vec![0; batch],
             prompt_rewrites_skipped: vec![0; batch],
             ..Default::default()
@@ -385,7 +474,7 @@ impl Sampler<'_> {
             let active: Vec<bool> = cursors
                 .iter_mut()
                 .zip(&tokens)
-                .map(|(c, t)| c.prepare(t, special.mask, blocks, b_len, steps, self.schedule))
+                .map(|(c, t)| c.prepare(t, special.mask, &limits, self.schedule))
                 .collect();
             if !active.contains(&true) {
                 out.sampler_time += t0.elapsed();
@@ -414,7 +503,7 @@ impl Sampler<'_> {
                 if !active[i] {
                     continue;
                 }
-                let choices: Vec<Choice> = (0..l)
+                let readings: Vec<Reading> = (0..l)
                     .map(|j| {
                         let off = (i * l + j) * vocab;
                         // The plain sampler suppresses special tokens at masked positions only.
@@ -423,12 +512,14 @@ impl Sampler<'_> {
                         } else {
                             &[]
                         };
-                        choose(
+                        let (choice, current) = choose_scored(
                             &logits[off..off + vocab],
                             suppressed,
                             self.settings.temperature,
                             rng,
-                        )
+                            Some(sample[j]),
+                        );
+                        Reading { choice, current }
                     })
                     .collect();
                 let cursor = &mut cursors[i];
@@ -436,12 +527,23 @@ impl Sampler<'_> {
                     block: cursor.block * b_len..(cursor.block + 1) * b_len,
                     step: cursor.step,
                     steps,
-                    budget: cursor.counts[cursor.step],
+                    budget: cursor.counts.get(cursor.step).copied().unwrap_or(0),
                     prompt_len: context.prompt_len(i),
                     stop: cursor.stop,
+                    last_unmasked: cursor.last_unmasked,
                 };
                 let seen = sample.clone();
-                let outcome = apply_step(sample, &frame, &choices, special.mask, self.policy);
+                let outcome = apply_step(
+                    sample,
+                    &mut cursor.decoded_at,
+                    &frame,
+                    &readings,
+                    special.mask,
+                    self.policy,
+                    self.policy_name,
+                    rng,
+                )
+                .map_err(|e| Error::invalid(format!("sample {i}: {e}")))?;
                 if !outcome.prompt_positions.is_empty() {
                     cursor.pending_prompt = Some((seen, outcome.prompt_positions.clone()));
                 }
@@ -451,7 +553,10 @@ impl Sampler<'_> {
                     }
                 }
                 out.revisions[i] += outcome.revised.len();
+                out.remasks[i] += outcome.remasked.len();
                 out.prompt_picks[i] += outcome.prompt_picks;
+                cursor.more = outcome.more;
+                cursor.last_unmasked = Some(outcome.unmasked.len());
                 cursor.step += 1;
                 cursor.steps_taken += 1;
                 if let Some(cb) = on_step.as_deref_mut() {
@@ -462,6 +567,7 @@ impl Sampler<'_> {
                         tokens: sample.clone(),
                         unmasked: outcome.unmasked,
                         revised: outcome.revised,
+                        remasked: outcome.remasked,
                         stop: cursor.stop,
                         prompt_picks: outcome.prompt_picks,
                     });
@@ -478,6 +584,16 @@ impl Sampler<'_> {
 its later tokens may differ from the reference's"
                 );
             }
+        }
+        out.guard_stops = cursors.iter().map(|c| c.guard_stops).collect();
+        let cut: usize = out.guard_stops.iter().sum();
+        if cut > 0 {
+            tracing::warn!(
+                policy = self.policy_name,
+                blocks = cut,
+                guard = limits.guard,
+                "blocks reached the sampler's step guard before the policy finished them"
+            );
         }
         out.stops = cursors.iter().map(|c| c.stop).collect();
         out.steps = cursors.iter().map(|c| c.steps_taken).collect();
@@ -520,11 +636,12 @@ impl Sampler<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rand::SeedableRng;
 
     struct NoRevise;
     impl RefinementPolicy for NoRevise {
-        fn select(&self, _: &RevisionContext<'_>) -> Vec<usize> {
-            Vec::new()
+        fn plan(&self, v: &StepView<'_>, _: &mut dyn rand::RngCore) -> StepPlan {
+            StepPlan::unmask(v.schedule_unmask())
         }
         fn revises(&self) -> bool {
             false
@@ -532,13 +649,21 @@ mod tests {
     }
     struct ReviseAll;
     impl RefinementPolicy for ReviseAll {
-        fn select(&self, c: &RevisionContext<'_>) -> Vec<usize> {
-            c.candidates.iter().map(|c| c.position).collect()
+        fn plan(&self, v: &StepView<'_>, _: &mut dyn rand::RngCore) -> StepPlan {
+            StepPlan::unmask(v.schedule_unmask())
+                .with_revise(v.decoded().map(|p| p.position).collect())
+        }
+    }
+    /// Asks for whatever it was built with.
+    struct Fixed(StepPlan);
+    impl RefinementPolicy for Fixed {
+        fn plan(&self, _: &StepView<'_>, _: &mut dyn rand::RngCore) -> StepPlan {
+            self.0.clone()
         }
     }
 
-    fn ch(token: u32, confidence: f64) -> Choice {
-        Choice { token, confidence }
+    fn ch(token: u32, confidence: f64) -> Reading {
+        Choice { token, confidence }.into()
     }
 
     fn frame(block: std::ops::Range<usize>, budget: usize, stop: Option<usize>) -> StepFrame {
@@ -549,7 +674,19 @@ mod tests {
             budget,
             prompt_len: Some(1000),
             stop,
+            last_unmasked: None,
         }
+    }
+
+    fn step(
+        t: &mut [u32],
+        f: &StepFrame,
+        readings: &[Reading],
+        policy: &dyn RefinementPolicy,
+    ) -> Result<StepOutcome> {
+        let mut at = vec![None; t.len()];
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+        apply_step(t, &mut at, f, readings, 99, policy, "test", &mut rng)
     }
 
     #[test]
@@ -557,7 +694,7 @@ mod tests {
         const M: u32 = 99;
         let mut t = vec![5, M, M, M];
         let choices = [ch(7, 0.9), ch(1, 0.2), ch(2, 0.8), ch(3, 0.5)];
-        let o = apply_step(&mut t, &frame(0..4, 2, None), &choices, M, &NoRevise);
+        let o = step(&mut t, &frame(0..4, 2, None), &choices, &NoRevise).unwrap();
         assert_eq!(o.unmasked, vec![2, 3]);
         assert!(o.revised.is_empty());
         assert_eq!(t, vec![5, M, 2, 3]);
@@ -569,7 +706,7 @@ mod tests {
         let mut t = vec![5, M, 6, M];
         // Position 0 and 2 were decoded before; x0 differs at both.
         let choices = [ch(7, 0.9), ch(1, 0.95), ch(8, 0.1), ch(3, 0.5)];
-        let o = apply_step(&mut t, &frame(0..4, 1, None), &choices, M, &ReviseAll);
+        let o = step(&mut t, &frame(0..4, 1, None), &choices, &ReviseAll).unwrap();
         assert_eq!(o.unmasked, vec![1]);
         assert_eq!(o.revised, vec![(0, 5), (2, 6)]);
         assert_eq!(t, vec![7, 1, 8, M]);
@@ -580,13 +717,13 @@ mod tests {
         const M: u32 = 99;
         let mut t = vec![1, 2, M, M];
         let choices = [ch(0, 1.0), ch(0, 1.0), ch(4, 0.3), ch(5, 0.6)];
-        let o = apply_step(&mut t, &frame(2..4, 1, None), &choices, M, &NoRevise);
+        let o = step(&mut t, &frame(2..4, 1, None), &choices, &NoRevise).unwrap();
         assert_eq!(o.unmasked, vec![3]);
         assert_eq!(t, vec![1, 2, M, 5]);
         // A mask of the *next* block is never a candidate without a stop.
         let mut t = vec![M, M, M, M];
         let choices = [ch(4, 0.1), ch(5, 0.2), ch(6, 0.9), ch(7, 0.9)];
-        apply_step(&mut t, &frame(0..2, 1, None), &choices, M, &NoRevise);
+        step(&mut t, &frame(0..2, 1, None), &choices, &NoRevise).unwrap();
         assert_eq!(t, vec![M, 5, M, M]);
     }
 
@@ -604,10 +741,65 @@ mod tests {
             ch(5, 0.99),
             ch(6, 0.99),
         ];
-        let o = apply_step(&mut t, &frame(0..6, 3, Some(3)), &choices, M, &NoRevise);
+        let o = step(&mut t, &frame(0..6, 3, Some(3)), &choices, &NoRevise).unwrap();
         assert_eq!(o.unmasked, vec![1, 2]);
         assert_eq!(o.prompt_picks, 1);
         assert_eq!(t, vec![9, 2, 3, 8, M, M]);
+    }
+
+    #[test]
+    fn remask_sends_decoded_tokens_back_and_forgets_them() {
+        const M: u32 = 99;
+        let mut t = vec![5, M, 6, M];
+        let mut at = vec![Some((0, 0.4)), None, Some((1, 0.9)), None];
+        let choices = [ch(7, 0.9), ch(1, 0.95), ch(8, 0.1), ch(3, 0.5)];
+        let plan = StepPlan::unmask(vec![1]).with_remask(vec![0]);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+        let mut f = frame(0..4, 1, None);
+        f.step = 2;
+        let o = apply_step(
+            &mut t,
+            &mut at,
+            &f,
+            &choices,
+            M,
+            &Fixed(plan),
+            "fixed",
+            &mut rng,
+        )
+        .unwrap();
+        assert_eq!(o.remasked, vec![0]);
+        assert_eq!(t, vec![M, 1, 6, M]);
+        assert_eq!(at, vec![None, Some((2, 0.95)), Some((1, 0.9)), None]);
+    }
+
+    #[test]
+    fn impossible_plans_are_errors_that_name_the_policy() {
+        const M: u32 = 99;
+        let choices = [ch(7, 0.9), ch(1, 0.95), ch(8, 0.1), ch(3, 0.5)];
+        for (plan, why) in [
+            (
+                StepPlan::unmask(vec![0]),
+                "unmask position 0, which is already decoded",
+            ),
+            (
+                StepPlan::default().with_remask(vec![1]),
+                "remask position 1, which is already masked",
+            ),
+            (
+                StepPlan::unmask(vec![9]),
+                "position 9, outside the current block 0..4",
+            ),
+        ] {
+            let mut t = vec![5, M, 6, M];
+            let before = t.clone();
+            let e = step(&mut t, &frame(0..4, 1, None), &choices, &Fixed(plan))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("refinement policy `test`"), "{e}");
+            assert!(e.contains(why), "{e}");
+            assert_eq!(t, before, "a refused plan changes nothing");
+        }
     }
 
     #[test]
@@ -625,6 +817,7 @@ mod tests {
         let s = SamplerSettings::for_tokens_per_step(24, 8, 4, 0.0);
         assert_eq!(s.steps, 6);
         assert_eq!(s.validate().unwrap(), 3);
+        assert_eq!(s.block_step_guard(), 32);
         let bad = SamplerSettings { steps: 4, ..s };
         assert!(bad.validate().is_err());
     }

@@ -8,7 +8,7 @@ use candle_core::{Device, Tensor};
 use candle_nn::VarMap;
 use rand::SeedableRng;
 use rediff_api::model::{ModelBackend, Prompt, PromptContext};
-use rediff_api::policy::{RefinementPolicy, RevisionContext};
+use rediff_api::policy::{RefinementPolicy, StepPlan, StepView};
 use rediff_api::schedule::{uniform_unmask_counts, NoiseSchedule};
 use rediff_api::tokens::{SpecialTokens, TextTokenizer};
 use rediff_engine::sampler::{Sampler, SamplerSettings, StepEvent};
@@ -104,8 +104,8 @@ impl NoiseSchedule for Uniform {
 
 struct Plain;
 impl RefinementPolicy for Plain {
-    fn select(&self, _: &RevisionContext<'_>) -> Vec<usize> {
-        vec![]
+    fn plan(&self, v: &StepView<'_>, _: &mut dyn rand::RngCore) -> StepPlan {
+        StepPlan::unmask(v.schedule_unmask())
     }
     fn revises(&self) -> bool {
         false
@@ -114,8 +114,42 @@ impl RefinementPolicy for Plain {
 
 struct All;
 impl RefinementPolicy for All {
-    fn select(&self, c: &RevisionContext<'_>) -> Vec<usize> {
-        c.candidates.iter().map(|c| c.position).collect()
+    fn plan(&self, v: &StepView<'_>, _: &mut dyn rand::RngCore) -> StepPlan {
+        StepPlan::unmask(v.schedule_unmask()).with_revise(v.decoded().map(|p| p.position).collect())
+    }
+}
+
+/// One mask per step (the most confident), ignoring the schedule; remasks
+/// position `remask_at` at every step it is decoded (never finishing when
+/// it is set); asks for `extra` more steps after the last mask.
+struct Stubborn {
+    remask: Option<usize>,
+    extra: usize,
+}
+impl RefinementPolicy for Stubborn {
+    fn plan(&self, v: &StepView<'_>, _: &mut dyn rand::RngCore) -> StepPlan {
+        let best = rediff_api::policy::top_k(v.unmaskable().map(|p| (p.position, p.confidence)), 1);
+        let remask = self
+            .remask
+            .filter(|&j| v.get(j).is_some_and(|p| p.is_decoded()))
+            .into_iter()
+            .collect();
+        let last_unmask = v
+            .positions
+            .iter()
+            .filter_map(|p| match p.state {
+                rediff_api::policy::PositionState::Decoded { since, .. } => Some(since),
+                _ => None,
+            })
+            .max()
+            .unwrap_or(0);
+        // The block finishes at this step when it unmasks the last mask.
+        let finish = if v.any_masked() { v.step } else { last_unmask };
+        let more = v.step < finish + self.extra;
+        StepPlan::unmask(best).with_remask(remask).with_more(more)
+    }
+    fn block_steps(&self, _: usize) -> Option<usize> {
+        None
     }
 }
 
@@ -130,6 +164,7 @@ fn run(
         model,
         schedule: &Uniform,
         policy,
+        policy_name: "scripted",
         settings,
     };
     let mut events = Vec::new();
@@ -151,6 +186,7 @@ fn denoising_unmasks_by_confidence_with_uniform_counts_and_suppression() {
             block_length: 6,
             steps: 4,
             temperature: 0.0,
+            max_block_steps: None,
         },
     );
     let unmasked: Vec<Vec<usize>> = events.iter().map(|e| e.unmasked.clone()).collect();
@@ -172,6 +208,7 @@ fn blocks_are_decoded_in_order_and_refinement_stays_in_the_block() {
             block_length: 2,
             steps: 4,
             temperature: 0.0,
+            max_block_steps: None,
         },
     );
     let order: Vec<(usize, Vec<usize>)> = events
@@ -201,6 +238,7 @@ fn refinement_rewrites_earlier_tokens_once_context_changes() {
         block_length: 3,
         steps: 3,
         temperature: 0.0,
+        max_block_steps: None,
     };
     let mut model = Scripted::new(vec![1, 2, 3], vec![9.0, 5.0, 1.0]);
     model.second_thoughts = Some((0, 1, 4));
@@ -227,6 +265,7 @@ fn stops_at_end_of_turn_with_no_mask_before_it() {
             block_length: 6,
             steps: 6,
             temperature: 0.0,
+            max_block_steps: None,
         },
     );
     assert_eq!(gen.forward_passes, 2, "stops once `1 <eot>` is decoded");
@@ -251,6 +290,7 @@ fn after_an_end_of_turn_the_budget_goes_before_it_and_the_stop_never_moves_later
             block_length: 8,
             steps: 2,
             temperature: 0.0,
+            max_block_steps: None,
         },
     );
     assert_eq!(events[0].unmasked, vec![0, 2, 5, 6]);
@@ -279,6 +319,7 @@ fn a_revised_away_end_of_turn_keeps_the_stop() {
             block_length: 3,
             steps: 3,
             temperature: 0.0,
+            max_block_steps: None,
         },
     );
     assert_eq!(events.len(), 3);
@@ -302,9 +343,80 @@ fn a_block_without_masks_ends_early() {
             block_length: 4,
             steps: 8,
             temperature: 0.0,
+            max_block_steps: None,
         },
     );
     assert_eq!(events.len(), 4);
     assert_eq!(gen.forward_passes, 4);
     assert_eq!(gen.steps, vec![4]);
+}
+
+#[test]
+fn a_policy_may_ignore_the_schedule_and_run_until_the_block_is_decoded() {
+    // One step per block from a schedule that would take 2 per step: the
+    // policy unmasks one per step, so 4 steps, then nothing more.
+    let model = Scripted::new(vec![1, 2, 3, 4], vec![4.0, 3.0, 2.0, 1.0]);
+    let stubborn = Stubborn {
+        remask: None,
+        extra: 0,
+    };
+    let (gen, events) = run(
+        &model,
+        &stubborn,
+        SamplerSettings {
+            gen_length: 4,
+            block_length: 4,
+            steps: 2,
+            temperature: 0.0,
+            max_block_steps: None,
+        },
+    );
+    assert_eq!(events.len(), 4);
+    assert_eq!(gen.steps, vec![4]);
+    assert_eq!(gen.responses[0], vec![1, 2, 3, 4]);
+    assert_eq!(gen.guard_stops, vec![0]);
+    // `more` keeps a decoded block stepping: two extra steps.
+    let more = Stubborn {
+        remask: None,
+        extra: 2,
+    };
+    let (gen, _) = run(
+        &model,
+        &more,
+        SamplerSettings {
+            gen_length: 4,
+            block_length: 4,
+            steps: 2,
+            temperature: 0.0,
+            max_block_steps: None,
+        },
+    );
+    assert_eq!(gen.steps, vec![6]);
+}
+
+#[test]
+fn remasking_forever_is_cut_by_the_guard_and_reported() {
+    // Position 0 (most confident) is remasked whenever it is decoded: the
+    // block never finishes; the guard of 5 steps cuts it and says so.
+    let model = Scripted::new(vec![1, 2, 3, 4], vec![4.0, 3.0, 2.0, 1.0]);
+    let stubborn = Stubborn {
+        remask: Some(0),
+        extra: 0,
+    };
+    let (gen, events) = run(
+        &model,
+        &stubborn,
+        SamplerSettings {
+            gen_length: 4,
+            block_length: 4,
+            steps: 4,
+            temperature: 0.0,
+            max_block_steps: Some(5),
+        },
+    );
+    assert_eq!(events.len(), 5);
+    assert_eq!(gen.guard_stops, vec![1]);
+    assert_eq!(gen.remasks[0], 2);
+    assert_eq!(events[1].remasked, vec![0]);
+    assert!(gen.responses[0].contains(&MASK));
 }

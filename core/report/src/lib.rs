@@ -13,6 +13,7 @@ pub mod markdown;
 pub mod plot;
 pub mod results;
 pub mod stage2;
+pub mod stats;
 pub mod training;
 
 use std::collections::BTreeMap;
@@ -22,7 +23,9 @@ use rediff_api::{Error, MetricInfo, Result};
 use serde::{Deserialize, Serialize};
 
 pub use plot::plot;
-pub use results::{EvalRow, Example, ExampleSet, MetricValues, StepTiming};
+pub use results::{
+    EvalRow, Example, ExampleSet, MetricIntervals, MetricValues, Named, SeedValues, StepTiming,
+};
 pub use stage2::{CorrectionExample, ExpertStats, RoundReport, Stage2Report};
 pub use training::StageReport;
 
@@ -81,6 +84,13 @@ pub struct Report {
     /// Stage II rounds, when the pipeline has them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stage2: Option<Stage2Report>,
+    /// What the rows' intervals are (e.g. "95% percentile bootstrap over
+    /// 400 evaluation images, 1000 resamples").
+    #[serde(default)]
+    pub interval: String,
+    /// The seeds a report that aggregates seeds averages over (empty for one run).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub seeds: Vec<u64>,
 }
 
 /// Report file names.

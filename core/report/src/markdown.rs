@@ -22,13 +22,15 @@ fn metric_names<'a>(
         .unwrap_or_default()
 }
 
-/// ` 0.912 | 0.850 |` for `names` (an empty cell for a metric the row lacks).
+/// ` 0.912 [0.890, 0.931] | 0.850 |` for `names`: each value with its 95%
+/// interval when the row has one (an empty cell for a metric it lacks).
 fn metric_cells(names: &[String], row: &EvalRow) -> String {
     names
         .iter()
-        .map(|n| match row.metric(n) {
-            Some(v) => format!(" {v:.3} |"),
-            None => " |".to_string(),
+        .map(|n| match (row.metric(n), row.interval(n)) {
+            (Some(v), Some([lo, hi])) => format!(" {v:.3} [{lo:.3}, {hi:.3}] |"),
+            (Some(v), None) => format!(" {v:.3} |"),
+            (None, _) => " |".to_string(),
         })
         .collect()
 }
@@ -38,22 +40,126 @@ fn metric_cells(names: &[String], row: &EvalRow) -> String {
 pub fn results_table(metrics: &[MetricInfo], rows: &[EvalRow]) -> String {
     let names = metric_names(metrics, rows.iter());
     let mut s = format!(
-        "| model | sampler | tokens/step | steps |{} revisions/caption | samples |\n|---|---|---:|---:|{}---:|---:|\n",
+        "| model | sampler | tokens/step | steps |{} NFE/caption | tokens/forward | revisions/caption | remasks/caption | samples |\n|---|---|---:|---:|{}---:|---:|---:|---:|---:|\n",
         names.iter().map(|n| format!(" {n} |")).collect::<String>(),
         "---:|".repeat(names.len())
     );
     for r in rows {
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} |{} {:.2} | {} |",
+            "| {} | {} | {} | {} |{} {:.2} | {:.2} | {:.2} | {:.2} | {}{} |",
             r.model,
             r.sampler,
             r.tokens_per_step,
             r.steps,
             metric_cells(&names, r),
+            r.nfe_per_caption,
+            r.tokens_per_forward,
             r.revisions_per_caption,
-            r.samples
+            r.remasks_per_caption,
+            r.samples,
+            if r.guard_stops > 0 {
+                format!(" ({} blocks cut by the step guard)", r.guard_stops)
+            } else {
+                String::new()
+            }
         );
+    }
+    s
+}
+
+/// Tokens per forward pass the matched table is read at.
+pub const MATCHED_TARGETS: [f64; 4] = [1.0, 2.0, 4.0, 8.0];
+
+/// For each model x sampler family (the sampler name before `@`), the row
+/// whose measured tokens per forward pass is nearest each target on a log
+/// scale, within a factor of 1.5 (an empty cell otherwise): cells read
+/// `factuality [interval] @ tokens per forward` for the first `shown`
+/// metrics. Compares policies at matched speed, whatever knob sets it.
+pub fn matched_table(metrics: &[MetricInfo], rows: &[EvalRow], shown: usize) -> String {
+    let names: Vec<String> = metric_names(metrics, rows.iter())
+        .into_iter()
+        .take(shown)
+        .collect();
+    let mut keys: Vec<(&str, &str)> = Vec::new();
+    for r in rows {
+        let key = (r.model.as_str(), crate::plot::sampler_family(&r.sampler));
+        if !keys.contains(&key) {
+            keys.push(key);
+        }
+    }
+    let mut s = String::from("| model | policy | metric |");
+    for t in MATCHED_TARGETS {
+        let _ = write!(s, " ~{t} tokens/forward |");
+    }
+    s.push_str("\n|---|---|---|");
+    s.push_str(&"---|".repeat(MATCHED_TARGETS.len()));
+    s.push('\n');
+    for (model, family) in keys {
+        let candidates: Vec<&EvalRow> = rows
+            .iter()
+            .filter(|r| r.model == model && crate::plot::sampler_family(&r.sampler) == family)
+            .collect();
+        let nearest: Vec<Option<&EvalRow>> = MATCHED_TARGETS
+            .iter()
+            .map(|&t| {
+                candidates
+                    .iter()
+                    .map(|r| (r, (r.tokens_per_forward.max(1e-9) / t).log2().abs()))
+                    .filter(|(_, d)| *d <= 1.5f64.log2())
+                    .min_by(|a, b| a.1.total_cmp(&b.1))
+                    .map(|(r, _)| *r)
+            })
+            .collect();
+        for name in &names {
+            let _ = write!(s, "| {model} | {family} | {name} |");
+            for r in &nearest {
+                match r.and_then(|r| Some((r, r.metric(name)?))) {
+                    Some((r, v)) => match r.interval(name) {
+                        Some([lo, hi]) => {
+                            let _ = write!(
+                                s,
+                                " {v:.3} [{lo:.2}, {hi:.2}] @{:.1} |",
+                                r.tokens_per_forward
+                            );
+                        }
+                        None => {
+                            let _ = write!(s, " {v:.3} @{:.1} |", r.tokens_per_forward);
+                        }
+                    },
+                    None => s.push_str(" |"),
+                }
+            }
+            s.push('\n');
+        }
+    }
+    s
+}
+
+/// Per-seed values of every row of a report that aggregates seeds.
+pub fn per_seed_table(metrics: &[MetricInfo], rows: &[EvalRow]) -> String {
+    let names = metric_names(metrics, rows.iter());
+    let mut s = format!(
+        "| model | sampler | tokens/step | seed |{} tokens/forward |\n|---|---|---:|---:|{}---:|\n",
+        names.iter().map(|n| format!(" {n} |")).collect::<String>(),
+        "---:|".repeat(names.len())
+    );
+    for r in rows {
+        for v in &r.seeds {
+            let cells: String = names
+                .iter()
+                .map(|n| {
+                    v.metrics
+                        .get(n)
+                        .map_or(" |".into(), |x| format!(" {x:.3} |"))
+                })
+                .collect();
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} |{} {:.2} |",
+                r.model, r.sampler, r.tokens_per_step, v.seed, cells, v.tokens_per_forward
+            );
+        }
     }
     s
 }
@@ -77,6 +183,15 @@ pub fn render(r: &Report) -> String {
             .collect();
         let _ = writeln!(s, "{}\n", legend.join(" "));
     }
+    if r.seeds.is_empty() {
+        let _ = writeln!(s, "Seed {}. Brackets: {}.\n", r.seed, r.interval);
+    } else {
+        let _ = writeln!(
+            s,
+            "Means over seeds {:?}. Brackets: {}. Per-seed values follow the table.\n",
+            r.seeds, r.interval
+        );
+    }
     if r.results.is_empty() {
         let _ = writeln!(
             s,
@@ -84,6 +199,17 @@ pub fn render(r: &Report) -> String {
         );
     } else {
         s.push_str(&results_table(&r.metrics, &r.results));
+        if r.results.iter().any(|row| row.sampler.contains('@')) {
+            let _ = writeln!(
+                s,
+                "\n### At matched tokens per forward pass\n\nEach policy's setting nearest ~1, 2, 4 and 8 output tokens per forward pass (within a factor of 1.5), so policies that set their speed differently (a budget, a threshold) compare at the same speed. Differences are real where the brackets do not overlap.\n"
+            );
+            s.push_str(&matched_table(&r.metrics, &r.results, usize::MAX));
+        }
+        if !r.seeds.is_empty() {
+            let _ = writeln!(s, "\n### Per seed\n");
+            s.push_str(&per_seed_table(&r.metrics, &r.results));
+        }
     }
     if let Some(s2) = &r.stage2 {
         s.push_str(&stage2_section(s2, &r.metrics));

@@ -5,24 +5,35 @@ use serde::de::{MapAccess, Visitor};
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// Metric values by name, in the scorer's order (serialised as a JSON
+/// Values by metric name, in the scorer's order (serialised as a JSON
 /// object whose keys keep that order).
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct MetricValues(pub Vec<(String, f64)>);
+pub struct Named<V>(pub Vec<(String, V)>);
 
-impl MetricValues {
+/// Metric values by name.
+pub type MetricValues = Named<f64>;
+
+/// 95% intervals `[low, high]` by metric name.
+pub type MetricIntervals = Named<[f64; 2]>;
+
+impl<V: Copy> Named<V> {
     /// The value of metric `name`.
-    pub fn get(&self, name: &str) -> Option<f64> {
+    pub fn get(&self, name: &str) -> Option<V> {
         self.0.iter().find(|(n, _)| n == name).map(|(_, v)| *v)
     }
 
     /// `(name, value)` in order.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, f64)> {
+    pub fn iter(&self) -> impl Iterator<Item = (&str, V)> {
         self.0.iter().map(|(n, v)| (n.as_str(), *v))
+    }
+
+    /// Whether there are no values.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 }
 
-impl Serialize for MetricValues {
+impl<V: Serialize> Serialize for Named<V> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut map = s.serialize_map(Some(self.0.len()))?;
         for (k, v) in &self.0 {
@@ -32,28 +43,39 @@ impl Serialize for MetricValues {
     }
 }
 
-impl<'de> Deserialize<'de> for MetricValues {
+impl<'de, V: Deserialize<'de>> Deserialize<'de> for Named<V> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Ordered;
-        impl<'de> Visitor<'de> for Ordered {
-            type Value = MetricValues;
+        struct Ordered<V>(std::marker::PhantomData<V>);
+        impl<'de, V: Deserialize<'de>> Visitor<'de> for Ordered<V> {
+            type Value = Named<V>;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("metric values by name")
+                f.write_str("values by metric name")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
                 let mut out = Vec::new();
-                while let Some((k, v)) = map.next_entry::<String, f64>()? {
+                while let Some((k, v)) = map.next_entry::<String, V>()? {
                     out.push((k, v));
                 }
-                Ok(MetricValues(out))
+                Ok(Named(out))
             }
         }
-        d.deserialize_map(Ordered)
+        d.deserialize_map(Ordered(std::marker::PhantomData))
     }
 }
 
-/// One row of the results table: a model, a sampler, a parallelism.
+/// One seed's values of a row, in a report that aggregates seeds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SeedValues {
+    /// The pipeline seed.
+    pub seed: u64,
+    /// Its metric values.
+    pub metrics: MetricValues,
+    /// Its output tokens per forward pass.
+    pub tokens_per_forward: f64,
+}
+
+/// One row of the results table: a model, a sampler, a parallelism.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct EvalRow {
     /// `baseline`, `rediff-base`, ...
     pub model: String,
@@ -70,12 +92,39 @@ pub struct EvalRow {
     pub samples: usize,
     /// Mean tokens rewritten by refinement per caption.
     pub revisions_per_caption: f64,
+    /// 95% intervals of the metrics: a percentile bootstrap over the
+    /// evaluation images for one run, Student t over seeds for a report
+    /// that aggregates seeds (see [`crate::Report::interval`]).
+    #[serde(default, skip_serializing_if = "Named::is_empty")]
+    pub intervals: MetricIntervals,
+    /// Forward passes per caption (NFE), mean over captions.
+    #[serde(default)]
+    pub nfe_per_caption: f64,
+    /// Output tokens (up to and including the end-of-turn) per forward
+    /// pass: summed over captions, divided by the summed NFE.
+    #[serde(default)]
+    pub tokens_per_forward: f64,
+    /// Decoded tokens sent back to `[MASK]` per caption.
+    #[serde(default)]
+    pub remasks_per_caption: f64,
+    /// Blocks the sampler's step guard cut short (0 unless a policy failed
+    /// to finish a block).
+    #[serde(default)]
+    pub guard_stops: usize,
+    /// Per-seed values, in a report that aggregates seeds.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub seeds: Vec<SeedValues>,
 }
 
 impl EvalRow {
     /// The value of metric `name` (`None` when the scorer has no such metric).
     pub fn metric(&self, name: &str) -> Option<f64> {
         self.metrics.get(name)
+    }
+
+    /// The 95% interval of metric `name`, when one was computed.
+    pub fn interval(&self, name: &str) -> Option<[f64; 2]> {
+        self.intervals.get(name)
     }
 }
 
@@ -141,18 +190,28 @@ mod tests {
             sampler: "s".into(),
             tokens_per_step: 2,
             steps: 12,
-            metrics: MetricValues(vec![("zeta".into(), 0.5), ("alpha".into(), 1.0)]),
+            metrics: Named(vec![("zeta".into(), 0.5), ("alpha".into(), 1.0)]),
             samples: 3,
             revisions_per_caption: 0.25,
+            intervals: Named(vec![("zeta".into(), [0.4, 0.6])]),
+            nfe_per_caption: 12.0,
+            tokens_per_forward: 1.5,
+            ..Default::default()
         };
         let json = serde_json::to_string(&row).unwrap();
         assert_eq!(
             json,
-            r#"{"model":"m","sampler":"s","tokens_per_step":2,"steps":12,"zeta":0.5,"alpha":1.0,"samples":3,"revisions_per_caption":0.25}"#
+            r#"{"model":"m","sampler":"s","tokens_per_step":2,"steps":12,"zeta":0.5,"alpha":1.0,"samples":3,"revisions_per_caption":0.25,"intervals":{"zeta":[0.4,0.6]},"nfe_per_caption":12.0,"tokens_per_forward":1.5,"remasks_per_caption":0.0,"guard_stops":0}"#
         );
         let back: EvalRow = serde_json::from_str(&json).unwrap();
         assert_eq!(back, row);
         assert_eq!(back.metric("alpha"), Some(1.0));
         assert_eq!(back.metric("beta"), None);
+        assert_eq!(back.interval("zeta"), Some([0.4, 0.6]));
+        // Reports written before intervals and NFE existed still load.
+        let old = r#"{"model":"m","sampler":"s","tokens_per_step":2,"steps":12,"zeta":0.5,"samples":3,"revisions_per_caption":0.25}"#;
+        let back: EvalRow = serde_json::from_str(old).unwrap();
+        assert_eq!(back.metric("zeta"), Some(0.5));
+        assert!(back.intervals.is_empty());
     }
 }

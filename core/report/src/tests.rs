@@ -8,7 +8,7 @@ fn row(model: &str, sampler: &str, tps: usize, f: f64) -> EvalRow {
         sampler: sampler.into(),
         tokens_per_step: tps,
         steps: 24 / tps,
-        metrics: MetricValues(vec![
+        metrics: Named(vec![
             ("factuality".into(), f),
             ("coverage".into(), f),
             ("grammar".into(), f),
@@ -16,6 +16,10 @@ fn row(model: &str, sampler: &str, tps: usize, f: f64) -> EvalRow {
         ]),
         samples: 10,
         revisions_per_caption: 0.0,
+        intervals: Named(vec![("factuality".into(), [f - 0.05, f + 0.05])]),
+        nfe_per_caption: 24.0 / tps as f64,
+        tokens_per_forward: tps as f64,
+        ..Default::default()
     }
 }
 
@@ -41,7 +45,7 @@ fn writes_the_three_files() {
     assert_eq!(&png[1..4], b"PNG");
     let md = std::fs::read_to_string(dir.path().join(MARKDOWN_FILE)).unwrap();
     assert!(
-        md.contains("| rediff-base | refine | 8 | 3 | 0.800 |"),
+        md.contains("| rediff-base | refine | 8 | 3 | 0.800 [0.750, 0.850] | 0.800 |"),
         "{md}"
     );
     assert_eq!(
@@ -102,5 +106,26 @@ fn stage2_failures_and_empty_rounds_are_spelled_out() {
     assert!(
         summary.contains("5 failed: unparseable 4") && summary.contains("FAILED"),
         "{summary}"
+    );
+}
+
+#[test]
+fn matched_table_picks_the_nearest_speed_per_policy() {
+    let mut a = row("m", "threshold@0.9", 1, 0.7);
+    a.tokens_per_forward = 2.2;
+    let mut b = row("m", "threshold@0.5", 1, 0.6);
+    b.tokens_per_forward = 7.0;
+    let mut c = row("m", "denoise", 4, 0.5);
+    c.tokens_per_forward = 3.5;
+    let table = markdown::matched_table(&[], &[a, b, c], 1);
+    let line = |p: &str| table.lines().find(|l| l.contains(p)).unwrap().to_string();
+    // ~2 -> 2.2, ~8 -> 7.0; nothing near 1 or 4 (4 / 2.2 > 1.5, 7.0 / 4 > 1.5).
+    assert_eq!(
+        line("| threshold |"),
+        "| m | threshold | factuality | | 0.700 [0.65, 0.75] @2.2 | | 0.600 [0.55, 0.65] @7.0 |"
+    );
+    assert!(
+        line("| denoise |").contains("| 0.500 [0.45, 0.55] @3.5 | |"),
+        "{table}"
     );
 }

@@ -327,11 +327,13 @@ fn generate(case: &GenerateCase) -> (Vec<u32>, usize) {
         model: b,
         schedule: &Linear,
         policy: policy.as_ref(),
+        policy_name: if case.revise { "refine" } else { "none" },
         settings: SamplerSettings {
             gen_length: case.gen_length,
             block_length: case.block_length,
             steps: case.steps,
             temperature: 0.0,
+            max_block_steps: None,
         },
     };
     let ctx = b

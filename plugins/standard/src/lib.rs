@@ -12,8 +12,12 @@
 //! | synthesizer | `masked` | plain masked diffusion (LLaDA objective), the baseline |
 //! | synthesizer | `random-replace` | mask, then replace unmasked tokens at `rate`; three group means |
 //! | synthesizer | `span-pairs` | hallucination pairs located in the response; revise-span mean |
-//! | policy | `none` | plain denoising |
-//! | policy | `refine` | rewrite decoded tokens from step `start`, optionally only the `topk` share |
+//! | policy | `none` | plain denoising (LLaDA) |
+//! | policy | `refine` | ReDiff: rewrite decoded tokens from step `start`, optionally only the `topk` share |
+//! | policy | `threshold` | Fast-dLLM: unmask every mask with `p >= threshold` (or the `factor` rule) |
+//! | policy | `remdm` | ReMDM: remask decoded tokens with probability `sigma_t` (`cap`, `rescale`, `conf`, `loop`) |
+//! | policy | `wino` | WINO: draft above `threshold`, remask decoded tokens below `threshold_back` |
+//! | policy | `edit` | LLaDA 2.1: unmask above `threshold`, edit tokens whose new argmax clears `editing_threshold` |
 
 mod conversations;
 mod policies;
@@ -22,7 +26,10 @@ mod spans;
 mod synthesizers;
 
 pub use conversations::{Conversations, ConversationsOptions};
-pub use policies::{NoRefinement, Refine, RefineOptions};
+pub use policies::{
+    Edit, EditOptions, NoRefinement, Refine, RefineOptions, Remdm, RemdmOptions, RemdmSampler,
+    Threshold, ThresholdOptions, Wino, WinoOptions,
+};
 pub use schedules::{Linear, LinearOptions};
 pub use spans::{locate_pairs, LocatedPairs};
 pub use synthesizers::{
@@ -97,6 +104,26 @@ impl Plugin for StandardPlugin {
             "refine",
             "ReDiff refinement: rewrite decoded tokens (the last `revise_start` share of the steps; top `topk` share)",
             |spec, _| Ok(Arc::new(Refine::new(spec.options()?).map_err(|m| spec.error(m))?)),
+        )?;
+        r.policy(
+            "threshold",
+            "Fast-dLLM: unmask every mask with p >= `threshold` (at least one) or by the `factor` rule; `revise` adds ReDiff's rewrites",
+            |spec, _| Ok(Arc::new(Threshold::new(spec.options()?).map_err(|m| spec.error(m))?)),
+        )?;
+        r.policy(
+            "remdm",
+            "ReMDM: remask decoded tokens with probability sigma_t (`sampler` cap / rescale / conf / loop, `eta`)",
+            |spec, _| Ok(Arc::new(Remdm::new(spec.options()?).map_err(|m| spec.error(m))?)),
+        )?;
+        r.policy(
+            "wino",
+            "WINO: draft masks with p > `threshold`, remask decoded tokens with p < `threshold_back`",
+            |spec, _| Ok(Arc::new(Wino::new(spec.options()?).map_err(|m| spec.error(m))?)),
+        )?;
+        r.policy(
+            "edit",
+            "LLaDA 2.1: unmask with p > `threshold`, rewrite tokens whose new argmax has p > `editing_threshold`",
+            |spec, _| Ok(Arc::new(Edit::new(spec.options()?).map_err(|m| spec.error(m))?)),
         )?;
         Ok(())
     }

@@ -9,6 +9,22 @@ pub struct SamplerConfig {
     pub name: String,
     /// The refinement policy that makes it what it is.
     pub policy: ComponentSpec,
+    /// Its own tokens per step (the schedule's budgets), instead of the
+    /// grid's: a policy that ignores the budget (`threshold`, `wino`,
+    /// `edit`) needs only one.
+    pub tokens_per_step: Option<Vec<usize>>,
+    /// The sampler's guard on steps per block (see
+    /// [`crate::sampler::SamplerSettings::max_block_steps`]).
+    pub max_block_steps: Option<usize>,
+}
+
+impl SamplerConfig {
+    /// The tokens per step this sampler runs at in `eval`.
+    pub fn tokens_per_step<'a>(&'a self, eval: &'a EvalConfig) -> &'a [usize] {
+        self.tokens_per_step
+            .as_deref()
+            .unwrap_or(&eval.tokens_per_step)
+    }
 }
 
 /// The evaluation grid.

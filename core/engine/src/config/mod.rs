@@ -34,6 +34,9 @@ pub struct PipelineConfig {
     pub source: Arc<SourceFile>,
     /// Master seed: same seed, same run.
     pub seed: u64,
+    /// Seeds to repeat the whole pipeline over (`seeds = [..]`, or
+    /// `rediff run --seeds`); empty = one run at `seed`.
+    pub seeds: Vec<u64>,
     /// Run directory (`--out` overrides it).
     pub out_dir: Option<PathBuf>,
     /// Response length `L` in tokens (training and generation).

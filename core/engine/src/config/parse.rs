@@ -22,6 +22,8 @@ struct RawPipeline {
     #[serde(default)]
     seed: u64,
     #[serde(default)]
+    seeds: Option<Spanned<Vec<u64>>>,
+    #[serde(default)]
     out_dir: Option<PathBuf>,
     gen_length: Spanned<usize>,
     #[serde(default)]
@@ -115,12 +117,26 @@ struct RawEval {
     samplers: Spanned<Vec<RawSampler>>,
 }
 
+/// An evaluation file for `rediff eval`: an `[eval]` table and the plugins
+/// its policies need.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEvalFile {
+    eval: RawEval,
+    #[serde(default)]
+    plugins: Vec<RawPlugin>,
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawSampler {
-    name: String,
+    name: Spanned<String>,
     #[allow(dead_code)]
     policy: IgnoredAny,
+    #[serde(default)]
+    tokens_per_step: Option<Spanned<Vec<usize>>>,
+    #[serde(default)]
+    max_block_steps: Option<usize>,
 }
 
 fn default_eval_batch() -> usize {
@@ -133,6 +149,44 @@ fn default_examples() -> usize {
 
 fn key(k: &str) -> PathSegment {
     PathSegment::Key(k.to_string())
+}
+
+impl EvalConfig {
+    /// Reads an evaluation file (an `[eval]` table as in a pipeline, and
+    /// optionally `[[plugins]]`) for responses of `gen_length` tokens;
+    /// returns the grid and the plugin paths, resolved against its directory.
+    pub fn from_file(
+        path: &Path,
+        gen_length: usize,
+    ) -> Result<(Self, Vec<PathBuf>), rediff_api::Error> {
+        let text = std::fs::read_to_string(path).map_err(|e| rediff_api::Error::io(path, e))?;
+        let (eval, plugins) = Self::parse(&path.display().to_string(), &text, gen_length)?;
+        let dir = path.parent().unwrap_or(Path::new(""));
+        Ok((
+            eval,
+            plugins
+                .into_iter()
+                .map(|p| if p.is_relative() { dir.join(p) } else { p })
+                .collect(),
+        ))
+    }
+
+    /// Parses evaluation-file text; `name` is used in error messages.
+    pub fn parse(
+        name: &str,
+        text: &str,
+        gen_length: usize,
+    ) -> Result<(Self, Vec<PathBuf>), ConfigError> {
+        let source = Arc::new(SourceFile {
+            name: name.to_string(),
+            text: text.to_string(),
+        });
+        let root = DeTable::parse(&source.text).map_err(|e| toml_error(&source, e))?;
+        let raw = RawEvalFile::deserialize(toml::de::Deserializer::from(root))
+            .map_err(|e| toml_error(&source, e))?;
+        let eval = eval_config(&source, raw.eval, gen_length)?;
+        Ok((eval, raw.plugins.into_iter().map(|p| p.path).collect()))
+    }
 }
 
 impl PipelineConfig {
@@ -184,62 +238,21 @@ impl PipelineConfig {
         if gen_length == 0 {
             return Err(source.error(Some(raw.gen_length.span()), "gen_length must be positive"));
         }
-        let block_length = match &raw.eval.block_length {
-            Some(b) => {
-                let len = *b.get_ref();
-                if len == 0 || gen_length % len != 0 {
-                    return Err(source.error(
-                        Some(b.span()),
-                        format!("block_length {len} must divide gen_length {gen_length}"),
-                    ));
-                }
-                len
-            }
-            None => gen_length,
-        };
-        let blocks = gen_length / block_length;
-        let check_tps = |list: &Spanned<Vec<usize>>| -> Result<(), ConfigError> {
-            for &tps in list.get_ref() {
-                let ok = tps > 0 && gen_length % tps == 0 && (gen_length / tps) % blocks == 0;
-                if !ok {
-                    return Err(source.error(
-                        Some(list.span()),
-                        format!(
-                            "tokens_per_step {tps} must divide gen_length {gen_length} into a step count divisible by the {blocks} block(s)"
-                        ),
-                    ));
+        let eval_batch_size = raw.eval.batch_size;
+        let eval = eval_config(&source, raw.eval, gen_length)?;
+        let blocks = gen_length / eval.block_length;
+        let check_tps =
+            |list: &Spanned<Vec<usize>>| check_tokens_per_step(&source, list, gen_length, blocks);
+        let mut names = std::collections::BTreeSet::new();
+        if let Some(seeds) = &raw.seeds {
+            for &seed in seeds.get_ref() {
+                if !names.insert(seed) {
+                    return Err(
+                        source.error(Some(seeds.span()), format!("seed {seed} is listed twice"))
+                    );
                 }
             }
-            if list.get_ref().is_empty() {
-                return Err(source.error(Some(list.span()), "tokens_per_step is empty"));
-            }
-            Ok(())
-        };
-        check_tps(&raw.eval.tokens_per_step)?;
-        if raw.eval.samplers.get_ref().is_empty() {
-            return Err(source.error(
-                Some(raw.eval.samplers.span()),
-                "eval.samplers needs at least one sampler",
-            ));
         }
-        let samplers = raw
-            .eval
-            .samplers
-            .get_ref()
-            .iter()
-            .enumerate()
-            .map(|(i, s)| {
-                Ok(SamplerConfig {
-                    name: s.name.clone(),
-                    policy: spec(vec![
-                        key("eval"),
-                        key("samplers"),
-                        PathSegment::Index(i),
-                        key("policy"),
-                    ])?,
-                })
-            })
-            .collect::<Result<Vec<_>, ConfigError>>()?;
         let stage = |name: &str, raw: Option<RawStage>| -> Result<_, ConfigError> {
             let Some(s) = raw else { return Ok(None) };
             if s.synthesizers.get_ref().is_empty() {
@@ -340,7 +353,7 @@ impl PipelineConfig {
                     tokens_per_step,
                     sampler,
                     temperature: s.temperature,
-                    batch_size: s.batch_size.unwrap_or(raw.eval.batch_size).max(1),
+                    batch_size: s.batch_size.unwrap_or(eval_batch_size).max(1),
                     expert: spec(vec![key("stage2"), key("expert")])?,
                     concurrency: s.concurrency.max(1),
                     min_reviewed,
@@ -368,16 +381,109 @@ impl PipelineConfig {
             stage2,
             plugins: raw.plugins.into_iter().map(|p| p.path).collect(),
             base_dir: None,
-            eval: EvalConfig {
-                samples: raw.eval.samples,
-                tokens_per_step: raw.eval.tokens_per_step.into_inner(),
-                block_length,
-                temperature: raw.eval.temperature,
-                batch_size: raw.eval.batch_size.max(1),
-                examples: raw.eval.examples,
-                samplers,
-            },
+            seeds: raw.seeds.map(Spanned::into_inner).unwrap_or_default(),
+            eval,
             source,
         })
     }
+}
+
+/// Checks that every tokens-per-step value divides the response into a step
+/// count the blocks share evenly.
+fn check_tokens_per_step(
+    source: &SourceFile,
+    list: &Spanned<Vec<usize>>,
+    gen_length: usize,
+    blocks: usize,
+) -> Result<(), ConfigError> {
+    for &tps in list.get_ref() {
+        let ok = tps > 0 && gen_length % tps == 0 && (gen_length / tps) % blocks == 0;
+        if !ok {
+            return Err(source.error(
+                Some(list.span()),
+                format!(
+                    "tokens_per_step {tps} must divide gen_length {gen_length} into a step count divisible by the {blocks} block(s)"
+                ),
+            ));
+        }
+    }
+    if list.get_ref().is_empty() {
+        return Err(source.error(Some(list.span()), "tokens_per_step is empty"));
+    }
+    Ok(())
+}
+
+/// The `[eval]` table of a pipeline or an evaluation file.
+fn eval_config(
+    source: &Arc<SourceFile>,
+    raw: RawEval,
+    gen_length: usize,
+) -> Result<EvalConfig, ConfigError> {
+    let spec = |path: Vec<PathSegment>| ComponentSpec::locate(source, path);
+    let block_length = match &raw.block_length {
+        Some(b) => {
+            let len = *b.get_ref();
+            if len == 0 || gen_length % len != 0 {
+                return Err(source.error(
+                    Some(b.span()),
+                    format!("block_length {len} must divide gen_length {gen_length}"),
+                ));
+            }
+            len
+        }
+        None => gen_length,
+    };
+    let blocks = gen_length / block_length;
+    let check_tps =
+        |list: &Spanned<Vec<usize>>| check_tokens_per_step(source, list, gen_length, blocks);
+    check_tps(&raw.tokens_per_step)?;
+    if raw.samplers.get_ref().is_empty() {
+        return Err(source.error(
+            Some(raw.samplers.span()),
+            "eval.samplers needs at least one sampler",
+        ));
+    }
+    let mut names = std::collections::BTreeSet::new();
+    for s in raw.samplers.get_ref() {
+        if !names.insert(s.name.get_ref().as_str()) {
+            return Err(source.error(
+                Some(s.name.span()),
+                format!(
+                    "sampler name `{}` is used twice; rows are keyed by it",
+                    s.name.get_ref()
+                ),
+            ));
+        }
+        if let Some(list) = &s.tokens_per_step {
+            check_tps(list)?;
+        }
+    }
+    let samplers = raw
+        .samplers
+        .get_ref()
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            Ok(SamplerConfig {
+                name: s.name.get_ref().clone(),
+                tokens_per_step: s.tokens_per_step.as_ref().map(|t| t.get_ref().clone()),
+                max_block_steps: s.max_block_steps,
+                policy: spec(vec![
+                    key("eval"),
+                    key("samplers"),
+                    PathSegment::Index(i),
+                    key("policy"),
+                ])?,
+            })
+        })
+        .collect::<Result<Vec<_>, ConfigError>>()?;
+    Ok(EvalConfig {
+        samples: raw.samples,
+        tokens_per_step: raw.tokens_per_step.into_inner(),
+        block_length,
+        temperature: raw.temperature,
+        batch_size: raw.batch_size.max(1),
+        examples: raw.examples,
+        samplers,
+    })
 }

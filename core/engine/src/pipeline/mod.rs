@@ -13,7 +13,12 @@
 //! <out>/report.{json,md}, quality_vs_parallelism.png
 //! ```
 
+mod evaluate;
+mod seeds;
 mod stage2;
+
+pub use evaluate::{evaluate_run, models_of_run, EvalOptions};
+pub use seeds::{aggregate, run_seeds, seed_dir, seed_dirs};
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -168,7 +173,10 @@ pub fn assemble(cfg: &PipelineConfig, registry: &Registry) -> Result<Assembled> 
         .map(|s| {
             Ok(SamplerSpec {
                 name: s.name.clone(),
+                kind: s.policy.kind().to_string(),
                 policy: registry.build_policy(&s.policy, &ctx)?,
+                tokens_per_step: s.tokens_per_step(&cfg.eval).to_vec(),
+                max_block_steps: s.max_block_steps,
             })
         })
         .collect::<Result<Vec<_>>>()?;
@@ -344,16 +352,7 @@ pub fn run(cfg: &PipelineConfig, registry: &Registry, opts: &RunOptions) -> Resu
             tokens: tokenize_sample(template, s, cfg.gen_length)?,
         });
     }
-    let items = eval
-        .iter()
-        .map(|s| {
-            Ok(EvalItem {
-                sample: s.clone(),
-                image: images.get(&s.image)?,
-                prompt: template.prompt_ids(&s.question)?,
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let items = eval_items(template, &eval, &mut images)?;
     let data_seconds = data_started.elapsed().as_secs_f64();
     bar.finish_and_clear();
 
@@ -413,6 +412,7 @@ pub fn run(cfg: &PipelineConfig, registry: &Registry, opts: &RunOptions) -> Resu
             eval: items.len(),
         },
         metrics: scorer.as_ref().map(|s| s.metrics()).unwrap_or_default(),
+        interval: crate::eval::bootstrap_description(items.len()),
         ..Default::default()
     };
     report.training.extend(pretrain_report);
@@ -476,6 +476,23 @@ pub fn run(cfg: &PipelineConfig, registry: &Registry, opts: &RunOptions) -> Resu
         )));
     }
     Ok(report)
+}
+
+/// The held-out samples as the models see them: image and prompt ids.
+fn eval_items(
+    template: &dyn ModelBackend,
+    eval: &[Sample],
+    images: &mut ImageCache,
+) -> Result<Vec<EvalItem>> {
+    eval.iter()
+        .map(|s| {
+            Ok(EvalItem {
+                sample: s.clone(),
+                image: images.get(&s.image)?,
+                prompt: template.prompt_ids(&s.question)?,
+            })
+        })
+        .collect()
 }
 
 /// What every model's work shares.
@@ -620,7 +637,7 @@ impl Shared<'_> {
         let settings: Vec<(&SamplerSpec, usize)> = self
             .samplers
             .iter()
-            .flat_map(|s| cfg.eval.tokens_per_step.iter().map(move |&t| (s, t)))
+            .flat_map(|s| s.tokens_per_step.iter().map(move |&t| (s, t)))
             .collect();
         let bar = self.bar(
             settings.len() as u64,

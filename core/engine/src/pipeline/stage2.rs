@@ -390,6 +390,7 @@ impl Round<'_, '_> {
                     model,
                     schedule: shared.schedule,
                     policy: built.sampler.as_ref(),
+                    policy_name: s2.sampler.kind(),
                     settings: SamplerSettings::for_tokens_per_step(
                         cfg.gen_length,
                         cfg.eval.block_length,
