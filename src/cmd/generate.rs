@@ -349,9 +349,10 @@ fn caption_one(
     }
     if args.trace {
         outln!(
-            "{} forward passes, {} tokens revised",
+            "{} forward passes, {} tokens revised, {} remasked",
             gen.forward_passes,
-            gen.revisions[0]
+            gen.revisions[0],
+            gen.remasks[0]
         );
     }
     outln!("{}", model.tokenizer().decode(&gen.outputs()[0])?);
@@ -379,6 +380,7 @@ fn caption_json(
                 "tokens": e.tokens,
                 "unmasked": e.unmasked,
                 "revised": e.revised.iter().map(|&(p, old)| serde_json::json!({"position": p, "was": old})).collect::<Vec<_>>(),
+                "remasked": e.remasked,
                 "stop": e.stop,
                 "prompt_picks": e.prompt_picks,
             })
@@ -393,6 +395,7 @@ fn caption_json(
         "stop": gen.stops[i],
         "forward_passes": gen.steps[i],
         "revisions": gen.revisions[i],
+        "remasks": gen.remasks[i],
         "prompt_picks": gen.prompt_picks[i],
     });
     if !events.is_empty() {

@@ -106,7 +106,8 @@ pub fn plot(report: &Report, path: &Path) -> Result<()> {
         RGBColor(188, 189, 34),
         RGBColor(23, 190, 207),
     ];
-    for (k, panel) in panels.iter().enumerate() {
+    // Without metrics (a run with no scorer) the image stays blank.
+    for (k, panel) in panels.iter().enumerate().take(rows.len() * metrics.len()) {
         let (row_model, (metric, higher_is_better)) = (rows[k / cols], &metrics[k % cols]);
         let title = match row_model {
             Some(m) => format!("{m}: {metric} vs tokens per forward pass"),

@@ -129,3 +129,10 @@ fn matched_table_picks_the_nearest_speed_per_policy() {
         "{table}"
     );
 }
+
+#[test]
+fn a_report_without_results_still_writes_its_files() {
+    let dir = tempfile::tempdir().unwrap();
+    Report::default().write(dir.path()).unwrap();
+    assert!(dir.path().join(PLOT_FILE).exists());
+}
