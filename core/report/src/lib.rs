@@ -59,6 +59,17 @@ pub struct Timings {
     pub max_sampler_share: f64,
 }
 
+impl Timings {
+    /// The largest share of a sampler step spent outside the forward pass,
+    /// over [`Timings::sampler_steps`].
+    pub fn largest_sampler_share(&self) -> f64 {
+        self.sampler_steps
+            .iter()
+            .map(|s| s.sampler_share)
+            .fold(0.0, f64::max)
+    }
+}
+
 /// The whole report.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Report {

@@ -148,11 +148,7 @@ pub fn evaluate_run(
     }
     let t = &mut report.timings;
     t.data_seconds = data_seconds;
-    t.max_sampler_share = t
-        .sampler_steps
-        .iter()
-        .map(|s| s.sampler_share)
-        .fold(0.0, f64::max);
+    t.max_sampler_share = t.largest_sampler_share();
     t.total_seconds = started.elapsed().as_secs_f64();
     report.write(&opts.out_dir)?;
     Ok(report)

@@ -460,11 +460,7 @@ pub fn run(cfg: &PipelineConfig, registry: &Registry, opts: &RunOptions) -> Resu
         t.train_steps_per_second
             .insert(s.name.clone(), s.steps_per_second);
     }
-    t.max_sampler_share = t
-        .sampler_steps
-        .iter()
-        .map(|s| s.sampler_share)
-        .fold(0.0, f64::max);
+    t.max_sampler_share = t.largest_sampler_share();
     t.total_seconds = started.elapsed().as_secs_f64();
     report.write(out)?;
     // A failed Stage II round still leaves its report (failures by kind, no

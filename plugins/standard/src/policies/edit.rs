@@ -57,14 +57,8 @@ pub struct Edit {
 impl Edit {
     /// Validates the options.
     pub fn new(options: EditOptions) -> Result<Self, String> {
-        for (name, v) in [
-            ("threshold", options.threshold),
-            ("editing_threshold", options.editing_threshold),
-        ] {
-            if !(0.0..=1.0).contains(&v) {
-                return Err(format!("{name} must lie in [0, 1], got {v}"));
-            }
-        }
+        super::check_unit("threshold", options.threshold)?;
+        super::check_unit("editing_threshold", options.editing_threshold)?;
         if options.num_to_transfer == 0 {
             return Err("num_to_transfer must be at least 1".into());
         }

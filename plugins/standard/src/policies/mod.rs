@@ -27,6 +27,15 @@ pub use wino::{Wino, WinoOptions};
 
 use serde::Deserialize;
 
+/// Refuses `value` outside `[0, 1]`, naming the option.
+pub(crate) fn check_unit(name: &str, value: f64) -> Result<(), String> {
+    if (0.0..=1.0).contains(&value) {
+        Ok(())
+    } else {
+        Err(format!("{name} must lie in [0, 1], got {value}"))
+    }
+}
+
 /// `none` takes no options.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

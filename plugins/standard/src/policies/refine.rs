@@ -57,9 +57,7 @@ impl Refine {
             }
         }
         if let Some(f) = options.revise_start {
-            if !(0.0..=1.0).contains(&f) {
-                return Err(format!("revise_start must lie in [0, 1], got {f}"));
-            }
+            super::check_unit("revise_start", f)?;
             if options.start.is_some() {
                 return Err("give either revise_start (a share of the steps) or start (a step index), not both".into());
             }

@@ -128,9 +128,7 @@ impl Remdm {
             (RemdmSampler::Loop, None) => 0.02,
             (RemdmSampler::Conf, None) => 0.0,
         };
-        if !(0.0..=1.0).contains(&eta) {
-            return Err(format!("eta must lie in [0, 1], got {eta}"));
-        }
+        super::check_unit("eta", eta)?;
         let RemdmOptions {
             t_on,
             t_off,

@@ -52,12 +52,7 @@ pub struct Threshold {
 impl Threshold {
     /// Validates the options.
     pub fn new(options: ThresholdOptions) -> Result<Self, String> {
-        if !(0.0..=1.0).contains(&options.threshold) {
-            return Err(format!(
-                "threshold must lie in [0, 1], got {}",
-                options.threshold
-            ));
-        }
+        super::check_unit("threshold", options.threshold)?;
         if let Some(f) = options.factor {
             if !(f > 0.0 && f.is_finite()) {
                 return Err(format!("factor must be positive, got {f}"));

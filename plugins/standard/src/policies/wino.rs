@@ -58,14 +58,8 @@ pub struct Wino {
 impl Wino {
     /// Validates the options.
     pub fn new(options: WinoOptions) -> Result<Self, String> {
-        for (name, v) in [
-            ("threshold", options.threshold),
-            ("threshold_back", options.threshold_back),
-        ] {
-            if !(0.0..=1.0).contains(&v) {
-                return Err(format!("{name} must lie in [0, 1], got {v}"));
-            }
-        }
+        super::check_unit("threshold", options.threshold)?;
+        super::check_unit("threshold_back", options.threshold_back)?;
         Ok(Self { options })
     }
 
