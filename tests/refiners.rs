@@ -121,7 +121,11 @@ fn seeds_repeat_the_pipeline_and_aggregate_across_seeds() {
     let dir = tempfile::tempdir().unwrap();
     let text = without_stage2(TINY)
         .replace("steps = 300", "steps = 20")
-        .replace("train_samples = 120", "train_samples = 40");
+        .replace("train_samples = 120", "train_samples = 40")
+        .replace(
+            "samplers = [",
+            "compare = [{ arm = \"rediff-base/refine\", against = \"baseline/denoise\" }]\nsamplers = [",
+        );
     let pipeline = write(dir.path(), "seeds.toml", &text);
     let out = dir.path().join("run");
     run_pipeline(&pipeline, &out, &["--seeds", "3,4"]);
@@ -150,4 +154,22 @@ fn seeds_repeat_the_pipeline_and_aggregate_across_seeds() {
     assert_eq!((cfg.seed, cfg.seeds.len()), (4, 0));
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(md.contains("### Per seed"), "{md}");
+    // The comparison is tested at both budgets on every metric, paired by seed.
+    assert!(md.contains("### Comparisons"), "{md}");
+    let metrics = r.metrics.len();
+    assert_eq!(r.comparisons.len(), 2 * metrics);
+    for c in &r.comparisons {
+        assert_eq!(
+            (c.arm.as_str(), c.against.as_str()),
+            ("rediff-base/refine", "baseline/denoise")
+        );
+        let a = r
+            .result("rediff-base", "refine", c.tokens_per_step)
+            .unwrap();
+        let b = r.result("baseline", "denoise", c.tokens_per_step).unwrap();
+        let diff = a.metric(&c.metric).unwrap() - b.metric(&c.metric).unwrap();
+        assert!((c.difference - diff).abs() < 1e-12);
+        let [lo, hi] = c.paired_interval.unwrap();
+        assert!(lo <= c.difference + 1e-12 && c.difference <= hi + 1e-12);
+    }
 }

@@ -84,8 +84,10 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         seeds.into_iter().map(|(s, d)| (Some(s), d)).collect()
     };
     let mut reports = Vec::new();
+    let mut compare = Vec::new();
     for (seed, dir) in &runs {
         let (cfg, plugins) = configuration(dir, args.eval.as_deref())?;
+        compare.clone_from(&cfg.eval.compare);
         let registry = crate::registry::with_plugins(plugins.iter().chain(&args.plugins))?;
         let opts = EvalOptions {
             run_dir: dir.clone(),
@@ -100,7 +102,8 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         reports.push(pipeline::evaluate_run(&cfg, &registry, &opts)?);
     }
     let report = if runs.len() > 1 {
-        let agg = pipeline::aggregate(&reports)?;
+        let mut agg = pipeline::aggregate(&reports)?;
+        agg.test_comparisons(&compare);
         agg.write(&out)?;
         agg
     } else {

@@ -9,6 +9,7 @@
 //! its metrics ([`MetricInfo`]), every [`EvalRow`] carries their values by
 //! name, and the tables and the plot iterate over whatever names exist.
 
+pub mod compare;
 pub mod markdown;
 pub mod plot;
 pub mod results;
@@ -102,6 +103,9 @@ pub struct Report {
     /// The seeds a report that aggregates seeds averages over (empty for one run).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub seeds: Vec<u64>,
+    /// The comparisons the pipeline asked for (`eval.compare`), tested.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub comparisons: Vec<compare::ComparisonRow>,
 }
 
 /// Report file names.
@@ -117,6 +121,11 @@ impl Report {
         self.results.iter().find(|r| {
             r.model == model && r.sampler == sampler && r.tokens_per_step == tokens_per_step
         })
+    }
+
+    /// Tests `comparisons` on this report's rows (replacing earlier results).
+    pub fn test_comparisons(&mut self, comparisons: &[compare::Comparison]) {
+        self.comparisons = compare::compare(self, &self.metrics, comparisons);
     }
 
     /// Writes `report.json`, `report.md` and the plot into `dir`.

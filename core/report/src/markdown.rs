@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 
 use rediff_api::MetricInfo;
 
+use crate::compare::ComparisonRow;
 use crate::results::EvalRow;
 use crate::stage2::Stage2Report;
 use crate::{Report, PLOT_FILE};
@@ -63,6 +64,37 @@ pub fn results_table(metrics: &[MetricInfo], rows: &[EvalRow]) -> String {
             } else {
                 String::new()
             }
+        );
+    }
+    s
+}
+
+/// The tested comparisons: difference, the paired interval (multi-seed
+/// reports), whether the arms' intervals are disjoint, and the verdict.
+pub fn comparisons_table(rows: &[ComparisonRow], seeds: bool) -> String {
+    let mut s = String::from(if seeds {
+        "Each arm against its reference at the same tokens per step. *separated*: the two 95% intervals across seeds do not overlap; only then does the verdict say better or worse. *paired*: the 95% interval of the per-seed difference.\n\n"
+    } else {
+        "Each arm against its reference at the same tokens per step. *separated*: the two 95% bootstrap intervals do not overlap; only then does the verdict say better or worse. One seed: a rerun with another seed can move both arms by more than these intervals.\n\n"
+    });
+    s.push_str("| arm | against | tokens/step | metric | arm value | reference | difference | paired interval | separated | verdict |\n|---|---|---:|---|---:|---:|---:|---|---|---|\n");
+    for c in rows {
+        let paired = c
+            .paired_interval
+            .map_or("".to_string(), |[lo, hi]| format!("[{lo:+.3}, {hi:+.3}]"));
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {:.3} | {:.3} | {:+.3} | {} | {} | **{}** |",
+            c.arm,
+            c.against,
+            c.tokens_per_step,
+            c.metric,
+            c.value,
+            c.reference,
+            c.difference,
+            paired,
+            if c.separated { "yes" } else { "no" },
+            c.verdict.word()
         );
     }
     s
@@ -205,6 +237,10 @@ pub fn render(r: &Report) -> String {
                 "\n### At matched tokens per forward pass\n\nEach policy's setting nearest ~1, 2, 4 and 8 output tokens per forward pass (within a factor of 1.5), so policies that set their speed differently (a budget, a threshold) compare at the same speed. Differences are real where the brackets do not overlap.\n"
             );
             s.push_str(&matched_table(&r.metrics, &r.results, usize::MAX));
+        }
+        if !r.comparisons.is_empty() {
+            let _ = writeln!(s, "\n### Comparisons\n");
+            s.push_str(&comparisons_table(&r.comparisons, !r.seeds.is_empty()));
         }
         if !r.seeds.is_empty() {
             let _ = writeln!(s, "\n### Per seed\n");

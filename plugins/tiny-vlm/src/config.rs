@@ -6,6 +6,9 @@ use serde::{Deserialize, Serialize};
 /// The `model_type` tiny-vlm checkpoints carry in `config.json`.
 pub const MODEL_TYPE: &str = "rediff-tiny-vlm";
 
+/// Standard deviation of token and position embeddings at initialisation.
+pub const EMBEDDING_STD: f64 = 0.3;
+
 /// Architecture options a pipeline sets in its `[model]` table.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -28,6 +31,11 @@ pub struct TinyVlmOptions {
     pub max_response_len: usize,
     /// RMSNorm epsilon. Default 1e-5.
     pub rms_norm_eps: f64,
+    /// Standard deviation of the image position embeddings at
+    /// initialisation (token and text position embeddings use 0.3). A larger
+    /// value makes where a patch is as salient as what it shows from the
+    /// first step. Default 0.3.
+    pub image_position_std: f64,
 }
 
 impl Default for TinyVlmOptions {
@@ -42,6 +50,7 @@ impl Default for TinyVlmOptions {
             max_prompt_len: 8,
             max_response_len: 32,
             rms_norm_eps: 1e-5,
+            image_position_std: EMBEDDING_STD,
         }
     }
 }
@@ -114,6 +123,12 @@ impl TinyVlmConfig {
         }
         if a.num_layers == 0 || a.intermediate_size == 0 {
             return Err("num_layers and intermediate_size must be positive".into());
+        }
+        if !(a.image_position_std.is_finite() && a.image_position_std >= 0.0) {
+            return Err(format!(
+                "image_position_std must be a finite value >= 0, got {}",
+                a.image_position_std
+            ));
         }
         if self.model_type != MODEL_TYPE {
             return Err(format!("model_type must be `{MODEL_TYPE}`"));

@@ -16,11 +16,8 @@ use rediff_api::{Error, Result};
 use rediff_nn::checkpoint::{load_varmap, save_varmap, write_json};
 use rediff_nn::seeded_init::seeded_var_builder;
 
-use crate::config::{TinyVlmConfig, MODEL_TYPE};
+use crate::config::{TinyVlmConfig, EMBEDDING_STD, MODEL_TYPE};
 use crate::layers::{Block, PatchEmbed, RmsNorm};
-
-/// Standard deviation of token and position embeddings at initialisation.
-const EMBEDDING_STD: f64 = 0.3;
 
 /// Weights file name in a checkpoint directory.
 pub const WEIGHTS_FILE: &str = "model.safetensors";
@@ -64,7 +61,14 @@ impl TinyVlm {
         Ok(Self {
             embed_tokens: Embedding::new(emb, d),
             patch_embed: PatchEmbed::new(cfg, m.pp("patch_embed"))?,
-            pos_image: m.get_with_hints((cfg.num_patches(), d), "pos_image", init)?,
+            pos_image: m.get_with_hints(
+                (cfg.num_patches(), d),
+                "pos_image",
+                Init::Randn {
+                    mean: 0.0,
+                    stdev: cfg.arch.image_position_std,
+                },
+            )?,
             pos_text: m.get_with_hints(
                 (cfg.arch.max_prompt_len + cfg.arch.max_response_len, d),
                 "pos_text",

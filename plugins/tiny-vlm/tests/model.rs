@@ -30,6 +30,7 @@ fn small_config() -> TinyVlmConfig {
             max_prompt_len: 6,
             max_response_len: 8,
             rms_norm_eps: 1e-5,
+            ..Default::default()
         },
         &tokenizer(),
     )
@@ -91,6 +92,30 @@ fn every_trainable_variable_receives_a_gradient() {
             .unwrap();
         assert!(norm > 0.0, "zero gradient for {name}");
     }
+}
+
+#[test]
+fn image_position_std_sets_the_initial_scale_of_the_image_positions() {
+    let std_of = |std: f64| {
+        let mut cfg = small_config();
+        cfg.arch.image_position_std = std;
+        let model = TinyVlmBackend::new(cfg, tokenizer(), 4, &Device::Cpu).unwrap();
+        let data = model.varmap().unwrap().data().lock().unwrap();
+        let v: Vec<f32> = data["model.pos_image"]
+            .as_tensor()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        (v.iter().map(|x| x * x).sum::<f32>() / v.len() as f32).sqrt()
+    };
+    assert_eq!(std_of(0.0), 0.0);
+    // 9 patches x 16 values: the sample RMS is within ~15% of the scale.
+    let rms = std_of(2.0);
+    assert!((rms - 2.0).abs() < 0.3, "{rms}");
+    let mut bad = small_config();
+    bad.arch.image_position_std = f64::NAN;
+    assert!(bad.validate().unwrap_err().contains("image_position_std"));
 }
 
 #[test]

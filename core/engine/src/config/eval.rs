@@ -44,4 +44,7 @@ pub struct EvalConfig {
     pub examples: usize,
     /// Samplers to compare.
     pub samplers: Vec<SamplerConfig>,
+    /// Comparisons the report tests (`eval.compare`): each arm against a
+    /// reference arm at every tokens per step, on every metric.
+    pub compare: Vec<rediff_report::compare::Comparison>,
 }

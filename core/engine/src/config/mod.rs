@@ -200,6 +200,33 @@ samplers = [
         assert_eq!(err.line, 1);
     }
 
+    #[test]
+    fn comparisons_parse_and_typos_name_line_and_choices() {
+        let with = |arm: &str| {
+            GOOD.replace(
+                "samplers = [",
+                &format!("compare = [{{ arm = \"{arm}\", against = \"rediff-base/denoise\" }}]\nsamplers = ["),
+            )
+        };
+        let cfg = PipelineConfig::parse("p.toml", &with("rediff-base/refine")).unwrap();
+        let c = &cfg.eval.compare[0];
+        assert_eq!(c.arm.to_string(), "rediff-base/refine");
+        assert_eq!(c.against.sampler, "denoise");
+        let line = |text: &str| text.lines().position(|l| l.contains("compare")).unwrap() + 1;
+        let text = with("rediff-base/refin");
+        let err = PipelineConfig::parse("p.toml", &text).unwrap_err();
+        assert_eq!((err.file.as_str(), err.line), ("p.toml", line(&text)));
+        assert!(err.message.contains("unknown sampler `refin`"), "{err}");
+        assert!(err.message.contains("`denoise`, `refine`"), "{err}");
+        // This pipeline trains Stage I only.
+        let text = with("baseline/refine");
+        let err = PipelineConfig::parse("p.toml", &text).unwrap_err();
+        assert!(err.message.contains("unknown model `baseline`"), "{err}");
+        assert!(err.message.contains("`rediff-base`"), "{err}");
+        let err = PipelineConfig::parse("p.toml", &with("rediff-base")).unwrap_err();
+        assert!(err.message.contains("not `model/sampler`"), "{err}");
+    }
+
     const STAGE2: &str = r#"
 [stage2]
 drafts = 10

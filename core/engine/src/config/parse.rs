@@ -6,10 +6,13 @@ use std::sync::Arc;
 
 use rediff_api::spec::{toml_error, PathSegment, SourceFile};
 use rediff_api::{ComponentSpec, ConfigError};
+use rediff_report::compare::{Arm, Comparison};
 use serde::de::IgnoredAny;
 use serde::Deserialize;
 use toml::de::DeTable;
 use toml::Spanned;
+
+use crate::pipeline::{BASELINE, REDIFF, REDIFF_BASE};
 
 use super::{
     EvalConfig, PipelineConfig, SamplerConfig, Stage2Config, StageSettings, TrainSettings,
@@ -115,6 +118,15 @@ struct RawEval {
     #[serde(default = "default_examples")]
     examples: usize,
     samplers: Spanned<Vec<RawSampler>>,
+    #[serde(default)]
+    compare: Vec<RawComparison>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawComparison {
+    arm: Spanned<String>,
+    against: Spanned<String>,
 }
 
 /// An evaluation file for `rediff eval`: an `[eval]` table and the plugins
@@ -184,7 +196,7 @@ impl EvalConfig {
         let root = DeTable::parse(&source.text).map_err(|e| toml_error(&source, e))?;
         let raw = RawEvalFile::deserialize(toml::de::Deserializer::from(root))
             .map_err(|e| toml_error(&source, e))?;
-        let eval = eval_config(&source, raw.eval, gen_length)?;
+        let eval = eval_config(&source, raw.eval, gen_length, None)?;
         Ok((eval, raw.plugins.into_iter().map(|p| p.path).collect()))
     }
 }
@@ -239,7 +251,15 @@ impl PipelineConfig {
             return Err(source.error(Some(raw.gen_length.span()), "gen_length must be positive"));
         }
         let eval_batch_size = raw.eval.batch_size;
-        let eval = eval_config(&source, raw.eval, gen_length)?;
+        let models: Vec<&str> = [
+            (raw.baseline.is_some(), BASELINE),
+            (raw.stage1.is_some(), REDIFF_BASE),
+            (raw.stage2.is_some(), REDIFF),
+        ]
+        .into_iter()
+        .filter_map(|(present, name)| present.then_some(name))
+        .collect();
+        let eval = eval_config(&source, raw.eval, gen_length, Some(&models))?;
         let blocks = gen_length / eval.block_length;
         let check_tps =
             |list: &Spanned<Vec<usize>>| check_tokens_per_step(&source, list, gen_length, blocks);
@@ -413,11 +433,13 @@ fn check_tokens_per_step(
     Ok(())
 }
 
-/// The `[eval]` table of a pipeline or an evaluation file.
+/// The `[eval]` table of a pipeline or an evaluation file; `models` names
+/// the models a pipeline trains (an evaluation file's come from the run).
 fn eval_config(
     source: &Arc<SourceFile>,
     raw: RawEval,
     gen_length: usize,
+    models: Option<&[&str]>,
 ) -> Result<EvalConfig, ConfigError> {
     let spec = |path: Vec<PathSegment>| ComponentSpec::locate(source, path);
     let block_length = match &raw.block_length {
@@ -477,6 +499,16 @@ fn eval_config(
             })
         })
         .collect::<Result<Vec<_>, ConfigError>>()?;
+    let compare = raw
+        .compare
+        .iter()
+        .map(|c| {
+            Ok(Comparison {
+                arm: parse_arm(source, &c.arm, &names, models)?,
+                against: parse_arm(source, &c.against, &names, models)?,
+            })
+        })
+        .collect::<Result<Vec<_>, ConfigError>>()?;
     Ok(EvalConfig {
         samples: raw.samples,
         tokens_per_step: raw.tokens_per_step.into_inner(),
@@ -485,5 +517,54 @@ fn eval_config(
         batch_size: raw.batch_size.max(1),
         examples: raw.examples,
         samplers,
+        compare,
     })
+}
+
+/// One side of an `eval.compare` entry: `model/sampler`, the sampler one of
+/// the grid's and the model one the pipeline trains (when known).
+fn parse_arm(
+    source: &SourceFile,
+    text: &Spanned<String>,
+    samplers: &std::collections::BTreeSet<&str>,
+    models: Option<&[&str]>,
+) -> Result<Arm, ConfigError> {
+    let list = |items: &mut dyn Iterator<Item = &str>| {
+        items
+            .map(|s| format!("`{s}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let arm = Arm::parse(text.get_ref()).ok_or_else(|| {
+        source.error(
+            Some(text.span()),
+            format!(
+                "`{}` is not `model/sampler` (e.g. `baseline/denoise`)",
+                text.get_ref()
+            ),
+        )
+    })?;
+    if !samplers.contains(arm.sampler.as_str()) {
+        return Err(source.error(
+            Some(text.span()),
+            format!(
+                "unknown sampler `{}`; eval.samplers names {}",
+                arm.sampler,
+                list(&mut samplers.iter().copied())
+            ),
+        ));
+    }
+    if let Some(models) = models {
+        if !models.contains(&arm.model.as_str()) {
+            return Err(source.error(
+                Some(text.span()),
+                format!(
+                    "unknown model `{}`; this pipeline trains {}",
+                    arm.model,
+                    list(&mut models.iter().copied())
+                ),
+            ));
+        }
+    }
+    Ok(arm)
 }

@@ -150,6 +150,7 @@ pub fn evaluate_run(
     t.data_seconds = data_seconds;
     t.max_sampler_share = t.largest_sampler_share();
     t.total_seconds = started.elapsed().as_secs_f64();
+    report.test_comparisons(&cfg.eval.compare);
     report.write(&opts.out_dir)?;
     Ok(report)
 }

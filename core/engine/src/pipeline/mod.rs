@@ -462,6 +462,7 @@ pub fn run(cfg: &PipelineConfig, registry: &Registry, opts: &RunOptions) -> Resu
     }
     t.max_sampler_share = t.largest_sampler_share();
     t.total_seconds = started.elapsed().as_secs_f64();
+    report.test_comparisons(&cfg.eval.compare);
     report.write(out)?;
     // A failed Stage II round still leaves its report (failures by kind, no
     // row for a model that did not train), then fails the run.

@@ -82,7 +82,8 @@ pub fn run_seeds(
         };
         reports.push(run(&one, registry, &seed_opts)?);
     }
-    let report = aggregate(&reports)?;
+    let mut report = aggregate(&reports)?;
+    report.test_comparisons(&cfg.eval.compare);
     report.write(out)?;
     Ok(report)
 }
@@ -167,6 +168,7 @@ pub fn aggregate(reports: &[Report]) -> Result<Report> {
             rediff_report::stats::t975(reports.len().saturating_sub(1))
         ),
         seeds: reports.iter().map(|r| r.seed).collect(),
+        comparisons: Vec::new(),
     })
 }
 
