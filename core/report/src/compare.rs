@@ -214,6 +214,18 @@ mod tests {
         }
     }
 
+    /// `rediff/refine` with `arm`'s per-seed factuality and
+    /// `baseline/denoise` with `against`'s.
+    fn report(arm: &[(u64, f64)], against: &[(u64, f64)]) -> Report {
+        Report {
+            results: vec![
+                row("rediff", "refine", arm),
+                row("baseline", "denoise", against),
+            ],
+            ..Default::default()
+        }
+    }
+
     fn comparison() -> Comparison {
         Comparison {
             arm: Arm::parse("rediff/refine").unwrap(),
@@ -242,13 +254,10 @@ mod tests {
     fn separated_intervals_decide_the_verdict_and_seeds_pair_the_difference() {
         // Arm 0.80/0.82/0.84 (mean 0.82, s 0.02, half-width 4.303 * 0.02 / sqrt 3
         // = 0.0497): [0.770, 0.870]. Reference 0.60/0.64/0.62: [0.570, 0.670].
-        let report = Report {
-            results: vec![
-                row("rediff", "refine", &[(1, 0.80), (2, 0.82), (3, 0.84)]),
-                row("baseline", "denoise", &[(1, 0.60), (2, 0.64), (3, 0.62)]),
-            ],
-            ..Default::default()
-        };
+        let report = report(
+            &[(1, 0.80), (2, 0.82), (3, 0.84)],
+            &[(1, 0.60), (2, 0.64), (3, 0.62)],
+        );
         let rows = compare(&report, &metric(true), &[comparison()]);
         assert_eq!(rows.len(), 1);
         let r = &rows[0];
@@ -267,13 +276,10 @@ mod tests {
     #[test]
     fn overlapping_intervals_are_noise_even_when_pairing_is_clear() {
         // Both arms swing with the seed; the arm is always 0.02 ahead.
-        let report = Report {
-            results: vec![
-                row("rediff", "refine", &[(1, 0.52), (2, 0.72), (3, 0.92)]),
-                row("baseline", "denoise", &[(1, 0.50), (2, 0.70), (3, 0.90)]),
-            ],
-            ..Default::default()
-        };
+        let report = report(
+            &[(1, 0.52), (2, 0.72), (3, 0.92)],
+            &[(1, 0.50), (2, 0.70), (3, 0.90)],
+        );
         let r = &compare(&report, &metric(true), &[comparison()])[0];
         assert!(!r.separated);
         assert_eq!(r.verdict, Verdict::Noise);
@@ -283,13 +289,7 @@ mod tests {
 
     #[test]
     fn missing_arms_and_unpaired_seeds_give_no_claims() {
-        let report = Report {
-            results: vec![
-                row("rediff", "refine", &[(1, 0.8), (2, 0.9)]),
-                row("baseline", "denoise", &[(1, 0.5), (3, 0.6)]),
-            ],
-            ..Default::default()
-        };
+        let report = report(&[(1, 0.8), (2, 0.9)], &[(1, 0.5), (3, 0.6)]);
         let r = &compare(&report, &metric(true), &[comparison()])[0];
         assert_eq!(r.paired_interval, None);
         let missing = Comparison {

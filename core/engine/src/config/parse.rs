@@ -529,42 +529,32 @@ fn parse_arm(
     samplers: &std::collections::BTreeSet<&str>,
     models: Option<&[&str]>,
 ) -> Result<Arm, ConfigError> {
-    let list = |items: &mut dyn Iterator<Item = &str>| {
-        items
-            .map(|s| format!("`{s}`"))
-            .collect::<Vec<_>>()
-            .join(", ")
+    let err = |message: String| source.error(Some(text.span()), message);
+    // `unknown <what> `name`; <where> `a`, `b``, listing the valid choices.
+    let unknown = |what: &str, name: &str, place: &str, choices: &[&str]| {
+        let choices: Vec<String> = choices.iter().map(|c| format!("`{c}`")).collect();
+        err(format!(
+            "unknown {what} `{name}`; {place} {}",
+            choices.join(", ")
+        ))
     };
     let arm = Arm::parse(text.get_ref()).ok_or_else(|| {
-        source.error(
-            Some(text.span()),
-            format!(
-                "`{}` is not `model/sampler` (e.g. `baseline/denoise`)",
-                text.get_ref()
-            ),
-        )
+        err(format!(
+            "`{}` is not `model/sampler` (e.g. `baseline/denoise`)",
+            text.get_ref()
+        ))
     })?;
     if !samplers.contains(arm.sampler.as_str()) {
-        return Err(source.error(
-            Some(text.span()),
-            format!(
-                "unknown sampler `{}`; eval.samplers names {}",
-                arm.sampler,
-                list(&mut samplers.iter().copied())
-            ),
+        let names: Vec<&str> = samplers.iter().copied().collect();
+        return Err(unknown(
+            "sampler",
+            &arm.sampler,
+            "eval.samplers names",
+            &names,
         ));
     }
-    if let Some(models) = models {
-        if !models.contains(&arm.model.as_str()) {
-            return Err(source.error(
-                Some(text.span()),
-                format!(
-                    "unknown model `{}`; this pipeline trains {}",
-                    arm.model,
-                    list(&mut models.iter().copied())
-                ),
-            ));
-        }
+    if let Some(models) = models.filter(|m| !m.contains(&arm.model.as_str())) {
+        return Err(unknown("model", &arm.model, "this pipeline trains", models));
     }
     Ok(arm)
 }
