@@ -54,6 +54,8 @@ enum Command {
     Generate(cmd::generate::GenerateArgs),
     /// List every registered component by kind, with its origin.
     Components(cmd::components::ComponentsArgs),
+    /// Write a GGUF file of a LLaDA-V checkpoint's language model in q8_0 or q4k, for --gguf.
+    Quantize(cmd::quantize::QuantizeArgs),
 }
 
 fn main() -> ExitCode {
@@ -70,6 +72,7 @@ fn main() -> ExitCode {
         Command::Check(args) => cmd::check::run(args),
         Command::Generate(args) => cmd::generate::run(args),
         Command::Components(args) => cmd::components::run(args),
+        Command::Quantize(args) => cmd::quantize::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

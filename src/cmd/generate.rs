@@ -12,6 +12,7 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 use clap::{ArgGroup, Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
+use rediff_api::cache::{CacheMode, CacheSettings};
 use rediff_api::device::{DeviceChoice, WeightDtype};
 use rediff_api::model::{ModelBackend, Prompt};
 use rediff_api::registry::{BuildContext, LoadOptions};
@@ -58,9 +59,26 @@ pub struct GenerateArgs {
     #[arg(long, default_value = "auto", value_parser = parse_device)]
     device: DeviceChoice,
     /// Weight dtype: f32, bf16 (half the memory; what the published
-    /// checkpoints store) or f16. The tiny model runs in f32 only.
+    /// checkpoints store), f16, or q8_0 / q4k: the language model's
+    /// embedding and linear layers quantized at load in those GGUF block
+    /// formats (8.5 / 4.5 bits per weight; the rest in f32; LLaDA-V
+    /// checkpoints only). The tiny model runs in f32 only.
     #[arg(long, default_value = "f32", value_parser = parse_dtype)]
     dtype: WeightDtype,
+    /// An already-quantized GGUF file of the language model (`rediff
+    /// quantize` writes one) instead of quantizing at load; LLaDA-V only.
+    #[arg(long, value_name = "FILE")]
+    gguf: Option<PathBuf>,
+    /// Reuse attention keys and values between steps (Fast-dLLM's
+    /// approximate cache): none (every step recomputes everything; exact),
+    /// prefix (keep the prompt and earlier blocks) or dual (also the later
+    /// blocks). Faster, slightly different tokens.
+    #[arg(long, default_value = "none", value_parser = parse_cache)]
+    cache: CacheMode,
+    /// With --cache: also recompute everything every N steps inside a
+    /// block (0: only at each block's first step).
+    #[arg(long, default_value_t = 0)]
+    cache_refresh: usize,
     /// Image file to caption (PNG or JPEG); the caption is printed. Without
     /// --image and --images the question is asked without an image (a
     /// text-only prompt, as the reference's `generate` accepts; LLaDA-V
@@ -154,6 +172,10 @@ fn parse_device(s: &str) -> Result<DeviceChoice, String> {
 }
 
 fn parse_dtype(s: &str) -> Result<WeightDtype, String> {
+    s.parse()
+}
+
+fn parse_cache(s: &str) -> Result<CacheMode, String> {
     s.parse()
 }
 
@@ -273,7 +295,8 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         (batch_images.is_none() && is_tiny_checkpoint(&args.model)).then_some(1)
     }));
     let registry = crate::registry::with_plugins(&args.plugins)?;
-    let load = LoadOptions::new(args.device.resolve()?, args.dtype.into());
+    let mut load = LoadOptions::with_weights(args.device.resolve()?, args.dtype);
+    load.gguf = args.gguf.clone();
     let model = registry.load_model(&args.model, &load)?;
     let policy_spec = policy_spec(&args)?;
     let policy_name = policy_spec.kind().to_string();
@@ -286,6 +309,10 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         steps: args.steps,
         temperature: args.temperature,
         max_block_steps: args.max_block_steps,
+        cache: CacheSettings {
+            mode: args.cache,
+            refresh: args.cache_refresh,
+        },
     };
     let sampler = Sampler {
         model: model.as_ref(),

@@ -4,6 +4,7 @@ pub mod check;
 pub mod components;
 pub mod eval;
 pub mod generate;
+pub mod quantize;
 pub mod run;
 
 use std::path::Path;

@@ -1,7 +1,8 @@
 //! Choosing the compute device and the weight dtype from a config value or
 //! a flag. Devices: `auto` (a CUDA GPU when the build has the `cuda`
 //! feature and one is present, otherwise the CPU), `cpu`, `cuda` or
-//! `cuda:N`. Dtypes: `f32`, `bf16`, `f16`.
+//! `cuda:N`. Dtypes: `f32`, `bf16`, `f16`, and the GGUF block
+//! quantizations `q8_0` and `q4k` of a model's linear layers.
 
 use std::fmt;
 use std::str::FromStr;
@@ -86,12 +87,79 @@ pub enum WeightDtype {
     Bf16,
     /// float16 (2 bytes per weight).
     F16,
+    /// The language model's linear layers and embedding in GGUF `q8_0`
+    /// (blocks of 32 weights, 8.5 bits per weight); the rest in f32.
+    #[serde(rename = "q8_0")]
+    Q8_0,
+    /// The language model's linear layers and embedding in GGUF `q4_K`
+    /// (super-blocks of 256 weights, 4.5 bits per weight); the rest in f32.
+    #[serde(rename = "q4k")]
+    Q4k,
 }
 
+/// A GGUF block quantization of a model's linear layers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum QuantType {
+    /// `q8_0`: 32 weights per block, one f16 scale.
+    Q8_0,
+    /// `q4_K`: 256 weights per super-block.
+    Q4k,
+}
+
+impl QuantType {
+    /// Weights per block: a quantized matrix's rows must be a multiple of it.
+    pub fn block_size(self) -> usize {
+        match self {
+            Self::Q8_0 => 32,
+            Self::Q4k => 256,
+        }
+    }
+
+    /// Bytes per block.
+    pub fn block_bytes(self) -> usize {
+        match self {
+            Self::Q8_0 => 34,
+            Self::Q4k => 144,
+        }
+    }
+
+    /// candle's GGUF dtype.
+    pub fn ggml(self) -> candle_core::quantized::GgmlDType {
+        match self {
+            Self::Q8_0 => candle_core::quantized::GgmlDType::Q8_0,
+            Self::Q4k => candle_core::quantized::GgmlDType::Q4K,
+        }
+    }
+
+    /// The name GGUF tools use (`q8_0`, `q4k`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Q8_0 => "q8_0",
+            Self::Q4k => "q4k",
+        }
+    }
+}
+
+impl WeightDtype {
+    /// Every dtype's name.
+    pub const NAMES: [&'static str; 5] = ["f32", "bf16", "f16", "q8_0", "q4k"];
+
+    /// The block quantization of the linear layers, if any.
+    pub fn quant(self) -> Option<QuantType> {
+        match self {
+            Self::Q8_0 => Some(QuantType::Q8_0),
+            Self::Q4k => Some(QuantType::Q4k),
+            _ => None,
+        }
+    }
+}
+
+/// The dtype of activations and of every weight that is not quantized
+/// (f32 for the quantized dtypes).
 impl From<WeightDtype> for candle_core::DType {
     fn from(d: WeightDtype) -> Self {
         match d {
-            WeightDtype::F32 => candle_core::DType::F32,
+            WeightDtype::F32 | WeightDtype::Q8_0 | WeightDtype::Q4k => candle_core::DType::F32,
             WeightDtype::Bf16 => candle_core::DType::BF16,
             WeightDtype::F16 => candle_core::DType::F16,
         }
@@ -106,8 +174,25 @@ impl FromStr for WeightDtype {
             "f32" => Ok(Self::F32),
             "bf16" => Ok(Self::Bf16),
             "f16" => Ok(Self::F16),
-            _ => Err(format!("unknown dtype `{s}`; expected f32, bf16 or f16")),
+            "q8_0" => Ok(Self::Q8_0),
+            "q4k" => Ok(Self::Q4k),
+            _ => Err(format!(
+                "unknown dtype `{s}`; expected {}",
+                Self::NAMES.join(", ")
+            )),
         }
+    }
+}
+
+impl fmt::Display for WeightDtype {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::F32 => "f32",
+            Self::Bf16 => "bf16",
+            Self::F16 => "f16",
+            Self::Q8_0 => "q8_0",
+            Self::Q4k => "q4k",
+        })
     }
 }
 
@@ -130,6 +215,33 @@ mod tests {
         let err = "gpu".parse::<DeviceChoice>().unwrap_err();
         assert!(err.contains("auto, cpu, cuda or cuda:N"), "{err}");
         assert!(DeviceChoice::Cpu.resolve().unwrap().is_cpu());
+    }
+
+    #[test]
+    fn dtypes_parse_print_and_deserialize_alike() {
+        #[derive(serde::Deserialize)]
+        struct D {
+            dtype: WeightDtype,
+        }
+        for name in WeightDtype::NAMES {
+            let d: WeightDtype = name.parse().unwrap();
+            assert_eq!(d.to_string(), name);
+            let de: D = toml::from_str(&format!("dtype = \"{name}\"")).unwrap();
+            assert_eq!(de.dtype, d);
+        }
+        assert_eq!(WeightDtype::Q8_0.quant(), Some(QuantType::Q8_0));
+        assert_eq!(WeightDtype::Bf16.quant(), None);
+        assert_eq!(
+            candle_core::DType::from(WeightDtype::Q4k),
+            candle_core::DType::F32
+        );
+        let err = "q4_k".parse::<WeightDtype>().unwrap_err();
+        assert!(err.contains("f32, bf16, f16, q8_0, q4k"), "{err}");
+        // Block sizes and bytes as GGUF has them.
+        for q in [QuantType::Q8_0, QuantType::Q4k] {
+            assert_eq!(q.ggml().block_size(), q.block_size());
+            assert_eq!(q.ggml().type_size(), q.block_bytes());
+        }
     }
 
     #[cfg(not(feature = "cuda"))]

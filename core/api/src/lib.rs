@@ -23,6 +23,7 @@
 
 #![deny(missing_docs)]
 
+pub mod cache;
 pub mod data;
 pub mod device;
 pub mod error;
@@ -40,6 +41,7 @@ pub mod synth;
 pub mod tokens;
 pub mod topk;
 
+pub use cache::{CacheMode, CacheSettings, CachedPass, KvCache};
 pub use data::{
     CaptionScore, CaptionScorer, Count, DataSource, MetricInfo, RevisePair, Sample, Split,
 };

@@ -12,6 +12,7 @@ use crate::image::SourceImage;
 use candle_core::{Device, Tensor};
 use candle_nn::VarMap;
 
+use crate::cache::{CachedPass, KvCache};
 use crate::error::Result;
 use crate::tokens::{SpecialTokens, TextTokenizer};
 
@@ -145,6 +146,37 @@ pub trait ModelBackend: Send + Sync {
         _positions: &[usize],
     ) -> Result<Option<Vec<Vec<f32>>>> {
         Ok(None)
+    }
+
+    /// Whether [`forward_cached`](Self::forward_cached) is implemented.
+    fn supports_cache(&self) -> bool {
+        false
+    }
+
+    /// A forward pass that keeps or reuses keys and values (see
+    /// [`crate::cache`]); for sampling only.
+    ///
+    /// [`CachedPass::Full`] runs over every position like
+    /// [`forward`](Self::forward), with the context's prompt overrides, and
+    /// stores every layer's keys and values in `cache`.
+    /// [`CachedPass::Window`] embeds only the window's response tokens and
+    /// attends to the stored keys and values of every other position; an
+    /// error when `cache` holds nothing from this backend.
+    ///
+    /// # Shapes
+    /// - `response`: `[batch, L]` (`u32`), the whole response
+    /// - returns: `[batch, L, vocab]` for a full pass, `[batch, window, vocab]` for a window (`f32`)
+    fn forward_cached(
+        &self,
+        _context: &PromptContext,
+        _response: &Tensor,
+        _cache: &mut KvCache,
+        _pass: CachedPass,
+    ) -> Result<Tensor> {
+        Err(crate::Error::invalid(format!(
+            "the {} model cannot cache keys and values between steps; use `cache = \"none\"`",
+            self.kind()
+        )))
     }
 
     /// Switches between training (differentiable ops only) and inference

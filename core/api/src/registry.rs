@@ -200,21 +200,37 @@ pub struct LoadOptions {
     pub device: Device,
     /// Weight dtype (`f32`, `bf16`, `f16`); backends may reject some.
     pub dtype: candle_core::DType,
+    /// Block quantization of the linear layers (`--dtype q8_0 | q4k`);
+    /// backends that cannot quantize refuse it.
+    pub quant: Option<crate::device::QuantType>,
+    /// An already-quantized GGUF file with the linear layers, instead of
+    /// quantizing at load; backends that cannot read one refuse it.
+    pub gguf: Option<std::path::PathBuf>,
 }
 
 impl LoadOptions {
     /// Load onto `device` with weights in `dtype`.
     pub fn new(device: Device, dtype: candle_core::DType) -> Self {
-        Self { device, dtype }
+        Self {
+            device,
+            dtype,
+            quant: None,
+            gguf: None,
+        }
+    }
+
+    /// Load onto `device` with weights as `weights` says (quantized or not).
+    pub fn with_weights(device: Device, weights: crate::device::WeightDtype) -> Self {
+        Self {
+            quant: weights.quant(),
+            ..Self::new(device, weights.into())
+        }
     }
 }
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        Self {
-            device: Device::Cpu,
-            dtype: candle_core::DType::F32,
-        }
+        Self::new(Device::Cpu, candle_core::DType::F32)
     }
 }
 

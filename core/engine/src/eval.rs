@@ -39,6 +39,8 @@ pub struct SamplerSpec {
     pub tokens_per_step: Vec<usize>,
     /// Its guard on steps per block (`None`: the sampler's default).
     pub max_block_steps: Option<usize>,
+    /// Its key/value reuse between steps.
+    pub cache: rediff_api::cache::CacheSettings,
 }
 
 /// Encodes the prompts of `items` once, in batches of `batch_size`.
@@ -91,6 +93,7 @@ impl EvalRun<'_> {
     ) -> Result<(EvalRow, Vec<Example>, StepTiming)> {
         let settings = SamplerSettings {
             max_block_steps: sampler.max_block_steps.or(settings.max_block_steps),
+            cache: sampler.cache,
             ..settings
         };
         let s = Sampler {

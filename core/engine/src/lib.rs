@@ -23,6 +23,7 @@ pub mod parallel;
 pub mod pipeline;
 pub mod sampler;
 pub mod stage2;
+pub mod step_cache;
 pub mod train;
 
 pub use config::PipelineConfig;

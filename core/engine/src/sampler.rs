@@ -24,12 +24,15 @@ use std::time::{Duration, Instant};
 
 use candle_core::Tensor;
 
+use rediff_api::cache::CacheSettings;
 use rediff_api::error::{Error, Result};
 use rediff_api::model::{ModelBackend, PromptContext};
 use rediff_api::policy::{PositionState, PositionView, RefinementPolicy, StepPlan, StepView};
 use rediff_api::sampling::{choose, choose_scored, Choice};
 use rediff_api::schedule::NoiseSchedule;
 use rediff_api::tokens::SpecialTokens;
+
+use crate::step_cache::StepCache;
 
 /// Geometry and temperature of one sampling run.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -46,6 +49,9 @@ pub struct SamplerSettings {
     /// the block is decoded; `None` = 4 x max(block length, steps per
     /// block). A block cut by it is counted in [`Generation::guard_stops`].
     pub max_block_steps: Option<usize>,
+    /// Key/value reuse between steps ([`CacheSettings::OFF`]: every step a
+    /// full pass, token-exact with the reference).
+    pub cache: CacheSettings,
 }
 
 impl SamplerSettings {
@@ -62,7 +68,13 @@ impl SamplerSettings {
             steps: gen_length / tokens_per_step.max(1),
             temperature,
             max_block_steps: None,
+            cache: CacheSettings::OFF,
         }
+    }
+
+    /// The same settings with `cache`.
+    pub fn with_cache(self, cache: CacheSettings) -> Self {
+        Self { cache, ..self }
     }
 
     /// The guard on steps per block (see [`SamplerSettings::max_block_steps`]).
@@ -131,6 +143,8 @@ pub struct Generation {
     pub stops: Vec<Option<usize>>,
     /// Forward passes actually run for the batch.
     pub forward_passes: usize,
+    /// Of those, passes over a cached window only (see [`rediff_api::cache`]).
+    pub window_passes: usize,
     /// Steps each sample took (its forward passes).
     pub steps: Vec<usize>,
     /// Rewrites of a decoded token that changed it, per sample.
@@ -462,6 +476,7 @@ impl Sampler<'_> {
         let revises = self.policy.revises();
         let mut tokens = vec![vec![special.mask; l]; batch];
         let mut cursors: Vec<Cursor> = (0..batch).map(|_| Cursor::new(l)).collect();
+        let mut cache = StepCache::new(self.settings.cache, self.model)?;
         let mut out = Generation {
             revisions: vec![0; batch],
             remasks: vec![0; batch],
@@ -480,22 +495,24 @@ impl Sampler<'_> {
                 out.sampler_time += t0.elapsed();
                 break;
             }
+            let mut rewrote = false;
             for (i, cursor) in cursors.iter_mut().enumerate() {
                 if let (true, Some((seen, positions))) = (active[i], cursor.pending_prompt.take()) {
-                    self.rewrite_prompt(context, i, &seen, &positions, revises, rng, &mut out)?;
+                    rewrote |=
+                        self.rewrite_prompt(context, i, &seen, &positions, revises, rng, &mut out)?;
                 }
             }
             let flat: Vec<u32> = tokens.iter().flatten().copied().collect();
             let input = Tensor::from_vec(flat, (batch, l), self.model.device())?;
+            let blocks: Vec<std::ops::Range<usize>> = cursors
+                .iter()
+                .zip(&active)
+                .filter(|(_, &a)| a)
+                .map(|(c, _)| c.block * b_len..(c.block + 1) * b_len)
+                .collect();
             out.sampler_time += t0.elapsed();
             let t1 = Instant::now();
-            let logits = self
-                .model
-                .forward(context, &input)?
-                .to_device(&candle_core::Device::Cpu)?
-                .to_dtype(candle_core::DType::F32)?
-                .flatten_all()?
-                .to_vec1::<f32>()?;
+            let logits = cache.forward(self.model, context, &input, blocks, rewrote, vocab)?;
             let t2 = Instant::now();
             out.forward_time += t2 - t1;
             out.forward_passes += 1;
@@ -595,6 +612,7 @@ its later tokens may differ from the reference's"
                 "blocks reached the sampler's step guard before the policy finished them"
             );
         }
+        out.window_passes = cache.window_passes;
         out.stops = cursors.iter().map(|c| c.stop).collect();
         out.steps = cursors.iter().map(|c| c.steps_taken).collect();
         out.responses = tokens;
@@ -605,7 +623,7 @@ its later tokens may differ from the reference's"
 impl Sampler<'_> {
     /// Rewrites prompt `i`'s `positions` with the model's predictions there
     /// for the step whose forward pass saw `seen`, as the reference's
-    /// selection over the whole sequence does.
+    /// selection over the whole sequence does; true when it rewrote any.
     #[allow(clippy::too_many_arguments)]
     fn rewrite_prompt(
         &self,
@@ -616,10 +634,10 @@ impl Sampler<'_> {
         revises: bool,
         rng: &mut impl rand::Rng,
         out: &mut Generation,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let Some(rows) = self.model.prompt_logits(context, i, seen, positions)? else {
             out.prompt_rewrites_skipped[i] += positions.len();
-            return Ok(());
+            return Ok(false);
         };
         // Prompt positions are never masked: the plain sampler leaves
         // special tokens allowed there, the refining one suppresses them.
@@ -629,7 +647,7 @@ impl Sampler<'_> {
             let c = choose(row, suppressed, self.settings.temperature, rng);
             context.override_prompt(i, p, c.token);
         }
-        Ok(())
+        Ok(true)
     }
 }
 

@@ -187,6 +187,7 @@ fn denoising_unmasks_by_confidence_with_uniform_counts_and_suppression() {
             steps: 4,
             temperature: 0.0,
             max_block_steps: None,
+            cache: rediff_api::cache::CacheSettings::OFF,
         },
     );
     let unmasked: Vec<Vec<usize>> = events.iter().map(|e| e.unmasked.clone()).collect();
@@ -209,6 +210,7 @@ fn blocks_are_decoded_in_order_and_refinement_stays_in_the_block() {
             steps: 4,
             temperature: 0.0,
             max_block_steps: None,
+            cache: rediff_api::cache::CacheSettings::OFF,
         },
     );
     let order: Vec<(usize, Vec<usize>)> = events
@@ -239,6 +241,7 @@ fn refinement_rewrites_earlier_tokens_once_context_changes() {
         steps: 3,
         temperature: 0.0,
         max_block_steps: None,
+        cache: rediff_api::cache::CacheSettings::OFF,
     };
     let mut model = Scripted::new(vec![1, 2, 3], vec![9.0, 5.0, 1.0]);
     model.second_thoughts = Some((0, 1, 4));
@@ -266,6 +269,7 @@ fn stops_at_end_of_turn_with_no_mask_before_it() {
             steps: 6,
             temperature: 0.0,
             max_block_steps: None,
+            cache: rediff_api::cache::CacheSettings::OFF,
         },
     );
     assert_eq!(gen.forward_passes, 2, "stops once `1 <eot>` is decoded");
@@ -291,6 +295,7 @@ fn after_an_end_of_turn_the_budget_goes_before_it_and_the_stop_never_moves_later
             steps: 2,
             temperature: 0.0,
             max_block_steps: None,
+            cache: rediff_api::cache::CacheSettings::OFF,
         },
     );
     assert_eq!(events[0].unmasked, vec![0, 2, 5, 6]);
@@ -320,6 +325,7 @@ fn a_revised_away_end_of_turn_keeps_the_stop() {
             steps: 3,
             temperature: 0.0,
             max_block_steps: None,
+            cache: rediff_api::cache::CacheSettings::OFF,
         },
     );
     assert_eq!(events.len(), 3);
@@ -344,6 +350,7 @@ fn a_block_without_masks_ends_early() {
             steps: 8,
             temperature: 0.0,
             max_block_steps: None,
+            cache: rediff_api::cache::CacheSettings::OFF,
         },
     );
     assert_eq!(events.len(), 4);
@@ -369,6 +376,7 @@ fn a_policy_may_ignore_the_schedule_and_run_until_the_block_is_decoded() {
             steps: 2,
             temperature: 0.0,
             max_block_steps: None,
+            cache: rediff_api::cache::CacheSettings::OFF,
         },
     );
     assert_eq!(events.len(), 4);
@@ -389,6 +397,7 @@ fn a_policy_may_ignore_the_schedule_and_run_until_the_block_is_decoded() {
             steps: 2,
             temperature: 0.0,
             max_block_steps: None,
+            cache: rediff_api::cache::CacheSettings::OFF,
         },
     );
     assert_eq!(gen.steps, vec![6]);
@@ -412,6 +421,7 @@ fn remasking_forever_is_cut_by_the_guard_and_reported() {
             steps: 4,
             temperature: 0.0,
             max_block_steps: Some(5),
+            cache: rediff_api::cache::CacheSettings::OFF,
         },
     );
     assert_eq!(events.len(), 5);

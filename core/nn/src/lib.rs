@@ -13,6 +13,7 @@
 //! - [`rng`]: the seeded random generators rediff uses everywhere.
 
 pub mod checkpoint;
+pub mod kv;
 pub mod loss;
 pub mod ops;
 pub mod rng;

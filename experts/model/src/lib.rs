@@ -55,7 +55,7 @@ pub struct ModelExpertOptions {
     /// and one is present, else the CPU), `cpu`, `cuda` or `cuda:N`.
     #[serde(default)]
     pub device: DeviceChoice,
-    /// Weight dtype: `f32` (default), `bf16` or `f16` (backends may refuse some).
+    /// Weight dtype: `f32` (default), `bf16`, `f16`, `q8_0` or `q4k` (backends may refuse some).
     #[serde(default)]
     pub dtype: WeightDtype,
 }
@@ -231,7 +231,7 @@ impl Plugin for ModelExpertPlugin {
                     .checkpoints
                     .as_ref()
                     .ok_or_else(|| spec.error("no checkpoint loaders available to load the expert's model"))?;
-                let opts = LoadOptions::new(options.device.resolve()?, options.dtype.into());
+                let opts = LoadOptions::with_weights(options.device.resolve()?, options.dtype);
                 let model = loader.load(&options.checkpoint, &opts)?;
                 Ok(Arc::new(ModelExpert::new(model, options)))
             },

@@ -4,12 +4,13 @@
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
+use rediff_api::cache::{CachedPass, KvCache};
 use rediff_api::model::{ModelBackend, Prompt, PromptContext};
 use rediff_api::tokens::{SpecialTokens, TextTokenizer};
 use rediff_api::{Error, Result};
 
 use crate::config::LladaVConfig;
-use crate::network::{read_config, LladaV};
+use crate::network::{read_config, LladaV, Quantization};
 use crate::prompt::{tokenize_with_image, ChatTemplate, DEFAULT_SYSTEM_PROMPT, IMAGE_PLACEHOLDER};
 
 /// Tokens the reference never lets the sampler write.
@@ -29,6 +30,9 @@ pub struct LladaVOptions {
     pub dtype: DType,
     /// System prompt of the chat template.
     pub system_prompt: String,
+    /// Quantization of the language model's embedding and linear layers
+    /// (the rest then runs in f32).
+    pub quant: Quantization,
 }
 
 impl Default for LladaVOptions {
@@ -37,6 +41,22 @@ impl Default for LladaVOptions {
             device: Device::Cpu,
             dtype: DType::F32,
             system_prompt: DEFAULT_SYSTEM_PROMPT.into(),
+            quant: Quantization::None,
+        }
+    }
+}
+
+impl LladaVOptions {
+    /// The quantization that `quant` and `gguf` ask for: the GGUF file when
+    /// one is given, else quantizing at load, else none.
+    pub fn quantization(
+        quant: Option<rediff_api::device::QuantType>,
+        gguf: Option<&Path>,
+    ) -> Quantization {
+        match (gguf, quant) {
+            (Some(path), _) => Quantization::Gguf(path.to_path_buf()),
+            (None, Some(q)) => Quantization::Quantize(q),
+            (None, None) => Quantization::None,
         }
     }
 }
@@ -68,7 +88,7 @@ impl LladaVBackend {
         let template = ChatTemplate::load(dir)?;
         let (special, bos) = special_tokens(&tokenizer, &cfg, &template, dir)?;
         // Tokenizer problems surface before the (slow) weights load.
-        let net = LladaV::load_with_config(dir, cfg, options.dtype, &options.device)?;
+        let net = LladaV::load_quantized(dir, cfg, options.dtype, &options.device, &options.quant)?;
         if let Some(&max) = special.all.iter().max() {
             if max as usize >= net.lm().vocab() {
                 return Err(Error::checkpoint(
@@ -183,6 +203,19 @@ impl LladaVBackend {
     }
 }
 
+impl LladaVBackend {
+    /// The batch's embedded prompts with the context's prompt overrides.
+    fn batch_prefix(&self, context: &PromptContext, ctx: &LladaContext) -> Result<Tensor> {
+        if (0..context.batch()).all(|i| context.prompt_overrides(i).is_empty()) {
+            return Ok(ctx.prefix.clone());
+        }
+        let rows = (0..context.batch())
+            .map(|i| self.prompt_row(context, ctx, i, true))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Tensor::stack(&rows, 0)?)
+    }
+}
+
 /// Special ids from the tokenizer by name, checked against the config.
 fn special_tokens(
     tk: &TextTokenizer,
@@ -290,15 +323,29 @@ impl ModelBackend for LladaVBackend {
 
     fn forward(&self, context: &PromptContext, response: &Tensor) -> Result<Tensor> {
         let ctx = llada_context(context)?;
-        let rows = (0..context.batch())
-            .map(|i| self.prompt_row(context, ctx, i, true))
-            .collect::<Result<Vec<_>>>()?;
-        let prefix = if (0..context.batch()).any(|i| !context.prompt_overrides(i).is_empty()) {
-            Tensor::stack(&rows, 0)?
-        } else {
-            ctx.prefix.clone()
-        };
+        let prefix = self.batch_prefix(context, ctx)?;
         self.net.forward_prefix(&prefix, &ctx.lengths, response)
+    }
+
+    fn supports_cache(&self) -> bool {
+        true
+    }
+
+    fn forward_cached(
+        &self,
+        context: &PromptContext,
+        response: &Tensor,
+        cache: &mut KvCache,
+        pass: CachedPass,
+    ) -> Result<Tensor> {
+        let ctx = llada_context(context)?;
+        // A window pass reads the prompt from the cache only.
+        let prefix = match pass {
+            CachedPass::Full => self.batch_prefix(context, ctx)?,
+            CachedPass::Window(_) => ctx.prefix.clone(),
+        };
+        self.net
+            .forward_prefix_cached(&prefix, &ctx.lengths, response, cache, pass)
     }
 
     fn prompt_logits(

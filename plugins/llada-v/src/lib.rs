@@ -28,6 +28,7 @@ pub mod pil;
 pub mod preprocess;
 pub mod projector;
 pub mod prompt;
+pub mod quant;
 pub mod siglip;
 pub mod testing;
 pub mod weights;
@@ -36,7 +37,7 @@ use std::path::PathBuf;
 
 pub use backend::{LladaVBackend, LladaVOptions};
 pub use config::{LladaVConfig, LLADA_MODEL_TYPE, MODEL_TYPE};
-pub use network::LladaV;
+pub use network::{LladaV, Quantization};
 
 use rediff_api::device::{DeviceChoice, WeightDtype};
 use rediff_api::registry::{Plugin, Registrar, RegistryError};
@@ -48,9 +49,14 @@ use serde::Deserialize;
 pub struct LladaVModelOptions {
     /// Checkpoint directory (relative paths resolve against the pipeline file's directory).
     pub path: PathBuf,
-    /// Weight dtype (default f32).
+    /// Weight dtype (default f32); `q8_0` or `q4k` quantize the language
+    /// model's embedding and linear layers at load (the rest runs in f32).
     #[serde(default)]
     pub dtype: WeightDtype,
+    /// An already-quantized GGUF file of the language model (`rediff
+    /// quantize` writes one), instead of quantizing at load.
+    #[serde(default)]
+    pub gguf: Option<PathBuf>,
     /// `auto` (default: a GPU when the build has the `cuda` feature and one is present), `cpu`, `cuda`, `cuda:N`.
     #[serde(default)]
     pub device: DeviceChoice,
@@ -76,12 +82,14 @@ impl Plugin for LladaVPlugin {
             |spec, ctx| {
                 let mut opts: LladaVModelOptions = spec.options()?;
                 opts.path = ctx.resolve(&opts.path);
+                let gguf = opts.gguf.as_ref().map(|g| ctx.resolve(g));
                 let options = LladaVOptions {
                     device: opts.device.resolve()?,
                     dtype: opts.dtype.into(),
                     system_prompt: opts
                         .system_prompt
                         .unwrap_or_else(|| prompt::DEFAULT_SYSTEM_PROMPT.into()),
+                    quant: LladaVOptions::quantization(opts.dtype.quant(), gguf.as_deref()),
                 };
                 Ok(Box::new(LladaVBackend::load(&opts.path, options)?))
             },
@@ -94,6 +102,7 @@ impl Plugin for LladaVPlugin {
                     let options = LladaVOptions {
                         device: opts.device.clone(),
                         dtype: opts.dtype,
+                        quant: LladaVOptions::quantization(opts.quant, opts.gguf.as_deref()),
                         ..Default::default()
                     };
                     Ok(Box::new(LladaVBackend::load(dir, options)?))

@@ -6,9 +6,12 @@
 //! [LLaDA-V](https://arxiv.org/abs/2505.16933).
 
 use candle_core::{DType, Device, Module, Result, Tensor};
-use candle_nn::{linear_no_bias, rms_norm, Embedding, Linear, RmsNorm, VarBuilder};
+use candle_nn::{rms_norm, RmsNorm, VarBuilder};
+
+use rediff_nn::kv::LayerKv;
 
 use crate::config::LladaVConfig;
+use crate::quant::{LmEmbedding, LmLinear, QuantSource};
 use crate::siglip::softmax_f32;
 
 /// Queries attended at once: bounds the score matrix to
@@ -74,25 +77,25 @@ pub struct AttentionInputs {
 /// Bidirectional grouped-query self-attention without biases.
 #[derive(Debug, Clone)]
 pub struct LladaAttention {
-    q_proj: Linear,
-    k_proj: Linear,
-    v_proj: Linear,
-    o_proj: Linear,
+    q_proj: LmLinear,
+    k_proj: LmLinear,
+    v_proj: LmLinear,
+    o_proj: LmLinear,
     heads: usize,
     kv_heads: usize,
     head_dim: usize,
 }
 
 impl LladaAttention {
-    /// `self_attn.{q,k,v,o}_proj`.
-    pub fn new(cfg: &LladaVConfig, vb: VarBuilder) -> Result<Self> {
+    /// `self_attn.{q,k,v,o}_proj`, quantized when `quant` is given.
+    pub fn new(cfg: &LladaVConfig, vb: VarBuilder, quant: Option<&QuantSource>) -> Result<Self> {
         let (d, hd) = (cfg.hidden_size, cfg.head_dim());
         let (h, kv) = (cfg.num_attention_heads, cfg.kv_heads());
         Ok(Self {
-            q_proj: linear_no_bias(d, h * hd, vb.pp("q_proj"))?,
-            k_proj: linear_no_bias(d, kv * hd, vb.pp("k_proj"))?,
-            v_proj: linear_no_bias(d, kv * hd, vb.pp("v_proj"))?,
-            o_proj: linear_no_bias(h * hd, d, vb.pp("o_proj"))?,
+            q_proj: LmLinear::new(d, h * hd, vb.pp("q_proj"), quant)?,
+            k_proj: LmLinear::new(d, kv * hd, vb.pp("k_proj"), quant)?,
+            v_proj: LmLinear::new(d, kv * hd, vb.pp("v_proj"), quant)?,
+            o_proj: LmLinear::new(h * hd, d, vb.pp("o_proj"), quant)?,
             heads: h,
             kv_heads: kv,
             head_dim: hd,
@@ -102,9 +105,26 @@ impl LladaAttention {
     /// # Shapes
     /// - `x`: `[batch, seq, hidden]` -> same
     pub fn forward(&self, x: &Tensor, inputs: &AttentionInputs) -> Result<Tensor> {
+        Ok(self.forward_kv(x, inputs, None)?.0)
+    }
+
+    /// The forward pass, also returning this pass's keys and values. With
+    /// `stored = Some((kv, start))`, `x` is a window at sequence positions
+    /// `start..start + seq`: its keys and values replace those positions of
+    /// `kv`, and its queries attend to all of them (`inputs.key_mask` then
+    /// covers the whole stored sequence).
+    ///
+    /// # Shapes
+    /// - `x`: `[batch, seq, hidden]` -> same, plus `[batch, kv_heads, seq, head_dim]` keys and values
+    pub fn forward_kv(
+        &self,
+        x: &Tensor,
+        inputs: &AttentionInputs,
+        stored: Option<(&LayerKv, usize)>,
+    ) -> Result<(Tensor, LayerKv)> {
         let (b, t, _) = x.dims3()?;
         let hd = self.head_dim;
-        let split = |p: &Linear, n: usize| -> Result<Tensor> {
+        let split = |p: &LmLinear, n: usize| -> Result<Tensor> {
             p.forward(x)?
                 .reshape((b, t, n, hd))?
                 .transpose(1, 2)?
@@ -121,7 +141,12 @@ impl LladaAttention {
             &inputs.sin,
         )?;
         let v = split(&self.v_proj, self.kv_heads)?;
-        let (k, v) = (self.repeat_kv(k)?, self.repeat_kv(v)?);
+        let own = LayerKv { k, v };
+        let all = match stored {
+            Some((kv, start)) => kv.splice(&own, start)?,
+            None => own.clone(),
+        };
+        let (k, v) = (self.repeat_kv(all.k)?, self.repeat_kv(all.v)?);
         let kt = k.t()?.contiguous()?;
         let scale = 1.0 / (hd as f64).sqrt();
         let mut outs = Vec::with_capacity(t.div_ceil(ATTENTION_CHUNK));
@@ -140,7 +165,7 @@ impl LladaAttention {
         let out = Tensor::cat(&outs, 2)?
             .transpose(1, 2)?
             .reshape((b, t, self.heads * hd))?;
-        self.o_proj.forward(&out)
+        Ok((self.o_proj.forward(&out)?, own))
     }
 
     /// Repeats each key/value head for its group of query heads.
@@ -159,19 +184,19 @@ impl LladaAttention {
 /// `down(silu(gate(x)) * up(x))`.
 #[derive(Debug, Clone)]
 pub struct LladaMlp {
-    gate_proj: Linear,
-    up_proj: Linear,
-    down_proj: Linear,
+    gate_proj: LmLinear,
+    up_proj: LmLinear,
+    down_proj: LmLinear,
 }
 
 impl LladaMlp {
-    /// `mlp.{gate,up,down}_proj`.
-    pub fn new(cfg: &LladaVConfig, vb: VarBuilder) -> Result<Self> {
+    /// `mlp.{gate,up,down}_proj`, quantized when `quant` is given.
+    pub fn new(cfg: &LladaVConfig, vb: VarBuilder, quant: Option<&QuantSource>) -> Result<Self> {
         let (d, f) = (cfg.hidden_size, cfg.intermediate_size);
         Ok(Self {
-            gate_proj: linear_no_bias(d, f, vb.pp("gate_proj"))?,
-            up_proj: linear_no_bias(d, f, vb.pp("up_proj"))?,
-            down_proj: linear_no_bias(f, d, vb.pp("down_proj"))?,
+            gate_proj: LmLinear::new(d, f, vb.pp("gate_proj"), quant)?,
+            up_proj: LmLinear::new(d, f, vb.pp("up_proj"), quant)?,
+            down_proj: LmLinear::new(f, d, vb.pp("down_proj"), quant)?,
         })
     }
 
@@ -194,54 +219,73 @@ pub struct LladaBlock {
 
 impl LladaBlock {
     /// `model.layers.N.*`.
-    pub fn new(cfg: &LladaVConfig, vb: VarBuilder) -> Result<Self> {
+    pub fn new(cfg: &LladaVConfig, vb: VarBuilder, quant: Option<&QuantSource>) -> Result<Self> {
         let (d, eps) = (cfg.hidden_size, cfg.rms_norm_eps);
         Ok(Self {
             input_layernorm: rms_norm(d, eps, vb.pp("input_layernorm"))?,
-            self_attn: LladaAttention::new(cfg, vb.pp("self_attn"))?,
+            self_attn: LladaAttention::new(cfg, vb.pp("self_attn"), quant)?,
             post_attention_layernorm: rms_norm(d, eps, vb.pp("post_attention_layernorm"))?,
-            mlp: LladaMlp::new(cfg, vb.pp("mlp"))?,
+            mlp: LladaMlp::new(cfg, vb.pp("mlp"), quant)?,
         })
     }
 
     /// # Shapes
     /// - `x`: `[batch, seq, hidden]` -> same
     pub fn forward(&self, x: &Tensor, inputs: &AttentionInputs) -> Result<Tensor> {
-        let x = (x + self
-            .self_attn
-            .forward(&self.input_layernorm.forward(x)?, inputs)?)?;
-        &x + self
-            .mlp
-            .forward(&self.post_attention_layernorm.forward(&x)?)?
+        Ok(self.forward_kv(x, inputs, None)?.0)
+    }
+
+    /// The forward pass with the attention's keys and values (see
+    /// [`LladaAttention::forward_kv`]).
+    pub fn forward_kv(
+        &self,
+        x: &Tensor,
+        inputs: &AttentionInputs,
+        stored: Option<(&LayerKv, usize)>,
+    ) -> Result<(Tensor, LayerKv)> {
+        let (attn, kv) =
+            self.self_attn
+                .forward_kv(&self.input_layernorm.forward(x)?, inputs, stored)?;
+        let x = (x + attn)?;
+        let out = (&x
+            + self
+                .mlp
+                .forward(&self.post_attention_layernorm.forward(&x)?)?)?;
+        Ok((out, kv))
     }
 }
 
 /// Embeddings, blocks, final norm and head.
 #[derive(Debug, Clone)]
 pub struct LladaLm {
-    embed_tokens: Embedding,
+    embed_tokens: LmEmbedding,
     layers: Vec<LladaBlock>,
     norm: RmsNorm,
-    lm_head: Linear,
+    lm_head: LmLinear,
     rope: Rope,
     vocab: usize,
 }
 
 impl LladaLm {
     /// `model.embed_tokens`, `model.layers.N`, `model.norm` under `vb_model`
-    /// and `lm_head` under `vb_root`, with a vocabulary of `vocab` rows.
-    pub fn new(cfg: &LladaVConfig, vocab: usize, vb_root: VarBuilder) -> Result<Self> {
+    /// and `lm_head` under `vb_root`, with a vocabulary of `vocab` rows; the
+    /// embedding and every linear layer quantized when `quant` is given.
+    pub fn new(
+        cfg: &LladaVConfig,
+        vocab: usize,
+        vb_root: VarBuilder,
+        quant: Option<&QuantSource>,
+    ) -> Result<Self> {
         let d = cfg.hidden_size;
         let m = vb_root.pp("model");
-        let embed = m.pp("embed_tokens").get((vocab, d), "weight")?;
         let layers = (0..cfg.num_hidden_layers)
-            .map(|i| LladaBlock::new(cfg, m.pp("layers").pp(i)))
+            .map(|i| LladaBlock::new(cfg, m.pp("layers").pp(i), quant))
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
-            embed_tokens: Embedding::new(embed, d),
+            embed_tokens: LmEmbedding::new(vocab, d, m.pp("embed_tokens"), quant)?,
             layers,
             norm: rms_norm(d, cfg.rms_norm_eps, m.pp("norm"))?,
-            lm_head: linear_no_bias(d, vocab, vb_root.pp("lm_head"))?,
+            lm_head: LmLinear::new(d, vocab, vb_root.pp("lm_head"), quant)?,
             rope: Rope::new(cfg.head_dim(), cfg.rope_theta),
             vocab,
         })
@@ -297,7 +341,39 @@ impl LladaLm {
         positions: &[Vec<u32>],
         pad: &[usize],
     ) -> Result<Tensor> {
-        let (b, t, _) = x.dims3()?;
+        Ok(self.hidden_states_kv(x, positions, pad, None, false)?.0)
+    }
+
+    /// [`hidden_states`](Self::hidden_states), plus every layer's keys and
+    /// values when `keep` (otherwise none are held past their layer). With `stored = Some((layers, start))`, `x` is a window at
+    /// sequence positions `start..` of the stored sequence (`positions` are
+    /// the window's, `pad` the stored rows' padding): each layer splices
+    /// the window's keys and values into `layers[i]` and attends to all.
+    ///
+    /// # Shapes
+    /// - `x`: `[batch, seq, hidden]` -> `[batch, seq, hidden]`, one [`LayerKv`] per layer
+    pub fn hidden_states_kv(
+        &self,
+        x: &Tensor,
+        positions: &[Vec<u32>],
+        pad: &[usize],
+        stored: Option<(&[LayerKv], usize)>,
+        keep: bool,
+    ) -> Result<(Tensor, Vec<LayerKv>)> {
+        let (b, _, _) = x.dims3()?;
+        if let Some((layers, _)) = stored {
+            if layers.len() != self.layers.len() {
+                candle_core::bail!(
+                    "{} stored layers for a {}-layer model",
+                    layers.len(),
+                    self.layers.len()
+                );
+            }
+        }
+        let t = match stored {
+            Some((layers, _)) => layers[0].seq_len()?,
+            None => x.dim(1)?,
+        };
         let (cos, sin) = self.rope.tables(positions, x.dtype(), x.device())?;
         let key_mask = if pad.iter().any(|&p| p > 0) {
             let mut m = vec![0f32; b * t];
@@ -310,9 +386,14 @@ impl LladaLm {
         };
         let inputs = AttentionInputs { cos, sin, key_mask };
         let mut h = x.clone();
-        for layer in &self.layers {
-            h = layer.forward(&h, &inputs)?;
+        let mut kvs = Vec::with_capacity(if keep { self.layers.len() } else { 0 });
+        for (i, layer) in self.layers.iter().enumerate() {
+            let (next, kv) = layer.forward_kv(&h, &inputs, stored.map(|(l, s)| (&l[i], s)))?;
+            h = next;
+            if keep {
+                kvs.push(kv);
+            }
         }
-        Ok(h)
+        Ok((h, kvs))
     }
 }

@@ -5,8 +5,11 @@
 use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
+use rediff_api::cache::{CachedPass, KvCache};
+use rediff_api::device::QuantType;
 use rediff_api::image::SourceImage;
 use rediff_api::{Error, Result};
+use rediff_nn::kv::LayerKv;
 
 use crate::anyres::AnyresLayout;
 use crate::config::LladaVConfig;
@@ -15,6 +18,7 @@ use crate::merge::merge_tiles;
 use crate::pil::PilImage;
 use crate::preprocess::image_tiles;
 use crate::projector::MlpGeluProjector;
+use crate::quant::{quantized_tensors, GgufWeights, QuantSource};
 use crate::siglip::{is_unused_tower_tensor, SiglipVisionTower, VisionDims, TOWER_PREFIX};
 use crate::weights::ShardedWeights;
 
@@ -51,6 +55,24 @@ impl LladaV {
         dtype: DType,
         device: &Device,
     ) -> Result<Self> {
+        Self::load_quantized(dir, cfg, dtype, device, &Quantization::None)
+    }
+
+    /// [`load_with_config`](Self::load_with_config) with the language
+    /// model's embedding and linear layers quantized as `quant` says (see
+    /// [`crate::quant`]); everything else then loads in f32, whatever `dtype`.
+    pub fn load_quantized(
+        dir: &Path,
+        cfg: LladaVConfig,
+        dtype: DType,
+        device: &Device,
+        quant: &Quantization,
+    ) -> Result<Self> {
+        let dtype = if matches!(quant, Quantization::None) {
+            dtype
+        } else {
+            DType::F32
+        };
         if !matches!(dtype, DType::F32 | DType::BF16 | DType::F16) {
             return Err(Error::invalid(format!(
                 "llada-v runs in f32, bf16 or f16, not {dtype:?}"
@@ -88,7 +110,29 @@ impl LladaV {
             .pp("model")
             .get(cfg.hidden_size, "image_newline")
             .map_err(located)?;
-        let lm = LladaLm::new(&cfg, vocab, vb).map_err(located)?;
+        let source = match quant {
+            Quantization::None => None,
+            Quantization::Quantize(q) => Some(QuantSource::Quantize {
+                weights: weights.clone(),
+                quant: *q,
+                device: device.clone(),
+            }),
+            Quantization::Gguf(path) => {
+                let g = GgufWeights::open(path, device)?;
+                // The file replaces these; the checkpoint may still hold them.
+                for (name, _) in quantized_tensors(&cfg, vocab) {
+                    weights.mark_used(&name);
+                }
+                Some(QuantSource::Gguf(g))
+            }
+        };
+        let lm = LladaLm::new(&cfg, vocab, vb, source.as_ref()).map_err(|e| match quant {
+            Quantization::Gguf(path) => Error::checkpoint(path, e.to_string()),
+            _ => located(e),
+        })?;
+        if let Some(QuantSource::Gguf(g)) = &source {
+            g.check_all_used()?;
+        }
         weights.check_all_used(is_unused_tower_tensor)?;
         let candidates = cfg
             .image_grid_pinpoints
@@ -222,6 +266,76 @@ impl LladaV {
         Ok(self.lm.forward_embeds(&x, &positions, &pad, l)?)
     }
 
+    /// [`forward_prefix`](Self::forward_prefix) with the sampler's key/value
+    /// cache (see [`rediff_api::cache`]): a full pass keeps every layer's
+    /// keys and values in `cache`; a window pass embeds only the window's
+    /// response tokens and attends to the kept ones elsewhere.
+    ///
+    /// # Shapes
+    /// - `prefix`: `[batch, P, hidden]`, `response`: `[batch, L]` (`u32`)
+    /// - returns: `[batch, L, vocab]` (full) or `[batch, window, vocab]` (f32)
+    pub fn forward_prefix_cached(
+        &self,
+        prefix: &Tensor,
+        lengths: &[usize],
+        response: &Tensor,
+        cache: &mut KvCache,
+        pass: CachedPass,
+    ) -> Result<Tensor> {
+        let p = prefix.dim(1)?;
+        let (batch, l) = response.dims2()?;
+        let pad: Vec<usize> = lengths.iter().map(|&n| p - n).collect();
+        let positions = |from: usize, n: usize| -> Vec<Vec<u32>> {
+            pad.iter()
+                .map(|&pd| {
+                    (from..from + n)
+                        .map(|j| j.saturating_sub(pd) as u32)
+                        .collect()
+                })
+                .collect()
+        };
+        match pass {
+            CachedPass::Full => {
+                let x = Tensor::cat(&[prefix, &self.lm.embed(response)?], 1)?;
+                let (h, layers) =
+                    self.lm
+                        .hidden_states_kv(&x, &positions(0, p + l), &pad, None, true)?;
+                cache.set(LladaKv {
+                    layers,
+                    batch,
+                    prefix_len: p,
+                    response_len: l,
+                });
+                Ok(self.lm.head(&h.narrow(1, p, l)?)?)
+            }
+            CachedPass::Window(w) => {
+                let kv = cache.get::<LladaKv>().ok_or_else(|| {
+                    Error::invalid("a cached window pass before any full pass of llada-v")
+                })?;
+                if (kv.batch, kv.prefix_len, kv.response_len) != (batch, p, l) {
+                    return Err(Error::invalid(format!(
+                        "the cached keys and values are for {} x ({} + {}) positions, not {batch} x ({p} + {l})",
+                        kv.batch, kv.prefix_len, kv.response_len
+                    )));
+                }
+                if w.is_empty() || w.end > l {
+                    return Err(Error::invalid(format!(
+                        "cache window {w:?} outside the {l}-token response"
+                    )));
+                }
+                let x = self.lm.embed(&response.narrow(1, w.start, w.len())?)?;
+                let (h, _) = self.lm.hidden_states_kv(
+                    &x,
+                    &positions(p + w.start, w.len()),
+                    &pad,
+                    Some((&kv.layers, p + w.start)),
+                    false,
+                )?;
+                Ok(self.lm.head(&h)?)
+            }
+        }
+    }
+
     /// Logits at `rows` of one unpadded `[prompt | response]` sequence.
     ///
     /// # Shapes
@@ -236,6 +350,27 @@ impl LladaV {
         let idx = Tensor::new(rows32.as_slice(), h.device())?;
         Ok(self.lm.head(&h.index_select(&idx, 1)?)?.squeeze(0)?)
     }
+}
+
+/// How the language model's weights are stored in memory.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum Quantization {
+    /// Dense, in the load dtype.
+    #[default]
+    None,
+    /// Quantized while loading the checkpoint.
+    Quantize(QuantType),
+    /// Read already quantized from this GGUF file (see [`crate::quant::write_gguf`]).
+    Gguf(std::path::PathBuf),
+}
+
+/// What a full cached pass keeps: every layer's keys and values over
+/// `[prompt | response]` and the geometry they were computed for.
+struct LladaKv {
+    layers: Vec<LayerKv>,
+    batch: usize,
+    prefix_len: usize,
+    response_len: usize,
 }
 
 /// Reads and validates `config.json`, naming the file on failure.

@@ -91,11 +91,24 @@ impl Shard {
 
     /// Copies `e` out of the mapping onto `device`, then drops its pages.
     fn load(&self, e: &Entry, device: &Device) -> candle_core::Result<Tensor> {
-        let t = Tensor::from_raw_buffer(&self.map[e.start..e.end], e.dtype, &e.shape, device)?;
+        self.load_range(e.start..e.end, e.dtype, &e.shape, device)
+    }
+
+    /// Copies the bytes `range` of the mapping, a tensor of `shape`, onto
+    /// `device`, then drops their pages.
+    fn load_range(
+        &self,
+        range: std::ops::Range<usize>,
+        dtype: DType,
+        shape: &[usize],
+        device: &Device,
+    ) -> candle_core::Result<Tensor> {
+        let (start, end) = (range.start, range.end);
+        let t = Tensor::from_raw_buffer(&self.map[start..end], dtype, shape, device)?;
         // Release the whole pages inside the tensor's range; neighbours'
         // partial pages stay (they will be read again if needed).
         let page = 4096;
-        let (a, b) = (e.start.div_ceil(page) * page, e.end / page * page);
+        let (a, b) = (start.div_ceil(page) * page, end / page * page);
         if b > a {
             // SAFETY: the mapping is read-only and file-backed; dropping its
             // pages only makes a later read fetch them from the file again.
@@ -290,6 +303,50 @@ impl SimpleBackend for Tracked {
 }
 
 impl ShardedWeights {
+    /// Rows `rows` of the 2-D tensor `name` as f32 on the CPU, read
+    /// straight from the mapping (to quantize a large matrix a slice at a
+    /// time); marks `name` used.
+    pub fn rows_f32(
+        &self,
+        name: &str,
+        rows: std::ops::Range<usize>,
+    ) -> candle_core::Result<Tensor> {
+        let Some(&n) = self.routing.get(name) else {
+            candle_core::bail!("missing tensor `{name}` (the model expects it; no shard has it)")
+        };
+        let shard = &self.shards[n];
+        let e = &shard.entries[name];
+        let [height, width] = e.shape[..] else {
+            candle_core::bail!(
+                "{}: tensor `{name}` has shape {:?}, not a matrix",
+                shard.path.display(),
+                e.shape
+            )
+        };
+        if rows.end > height || rows.start > rows.end {
+            candle_core::bail!("rows {rows:?} outside tensor `{name}`'s {height}");
+        }
+        let stride = width * e.dtype.size_in_bytes();
+        let t = shard.load_range(
+            e.start + rows.start * stride..e.start + rows.end * stride,
+            e.dtype,
+            &[rows.len(), width],
+            &Device::Cpu,
+        )?;
+        if let Ok(mut used) = self.used.lock() {
+            used.insert(name.to_string());
+        }
+        t.to_dtype(DType::F32)
+    }
+
+    /// Marks `name` used without loading it (a tensor that another file,
+    /// such as a GGUF of the quantized layers, replaces).
+    pub fn mark_used(&self, name: &str) {
+        if let Ok(mut used) = self.used.lock() {
+            used.insert(name.to_string());
+        }
+    }
+
     /// The stored shape of `name`, if a shard has it.
     pub fn shape(&self, name: &str) -> Option<Vec<usize>> {
         let &n = self.routing.get(name)?;

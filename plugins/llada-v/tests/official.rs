@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
 use candle_core::{Device, Tensor};
+use rediff_api::cache::{CacheMode, CacheSettings, CachedPass, KvCache};
 use rediff_api::model::{ModelBackend, Prompt};
 use rediff_api::policy::RefinementPolicy;
 use rediff_api::schedule::{uniform_unmask_counts, NoiseSchedule};
@@ -309,7 +310,7 @@ impl NoiseSchedule for Linear {
 
 /// The case's output tokens and its prompt picks (positions the reference
 /// rewrites in the prompt).
-fn generate(case: &GenerateCase) -> (Vec<u32>, usize) {
+fn generate(case: &GenerateCase, cache: CacheSettings) -> (Vec<u32>, usize) {
     let b = backend();
     let policy: Box<dyn RefinementPolicy> = if case.revise {
         Box::new(
@@ -334,6 +335,7 @@ fn generate(case: &GenerateCase) -> (Vec<u32>, usize) {
             steps: case.steps,
             temperature: 0.0,
             max_block_steps: None,
+            cache,
         },
     };
     let ctx = b
@@ -351,7 +353,7 @@ fn generated_tokens_equal_the_official_generate() {
     let mut failures = Vec::new();
     let mut prompt_picks = 0;
     for case in &cases().generate {
-        let (ours, picks) = generate(case);
+        let (ours, picks) = generate(case, CacheSettings::OFF);
         prompt_picks += picks;
         if ours != case.tokens {
             failures.push(format!("{case:?}\n  ours {ours:?}"));
@@ -371,6 +373,93 @@ fn generated_tokens_equal_the_official_generate() {
         failures.len(),
         cases().generate.len(),
         failures.join("\n")
+    );
+}
+
+#[test]
+fn a_cache_refreshed_every_step_gives_the_official_tokens() {
+    // With a full pass every step the cache only stores: the same tokens
+    // as without it, for every setting (the two modes take turns).
+    for (i, case) in cases().generate.iter().enumerate() {
+        let mode = [CacheMode::Prefix, CacheMode::Dual][i % 2];
+        let cache = CacheSettings { mode, refresh: 1 };
+        assert_eq!(generate(case, cache).0, case.tokens, "{mode} {case:?}");
+    }
+}
+
+#[test]
+fn a_window_pass_over_an_unchanged_response_repeats_the_full_pass() {
+    let b = backend();
+    let case = &cases().generate[0];
+    let ctx = b
+        .encode_prompts(&[prompt(case.image.as_deref(), &case.question)])
+        .unwrap();
+    let l = 16;
+    let ids: Vec<u32> = (0..l as u32)
+        .map(|i| {
+            if i % 3 == 0 {
+                b.special_tokens().mask
+            } else {
+                40 + i
+            }
+        })
+        .collect();
+    let response = Tensor::new(ids.as_slice(), &Device::Cpu)
+        .unwrap()
+        .unsqueeze(0)
+        .unwrap();
+    let mut kv = KvCache::new();
+    let full = b
+        .forward_cached(&ctx, &response, &mut kv, CachedPass::Full)
+        .unwrap();
+    let plain = b.forward(&ctx, &response).unwrap();
+    let diff = |a: &Tensor, c: &Tensor| -> f32 {
+        (a - c)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar()
+            .unwrap()
+    };
+    assert_eq!(
+        diff(&full, &plain),
+        0.0,
+        "a full cached pass is the plain pass"
+    );
+    for window in [0..l, 4..12, 8..l] {
+        let part = b
+            .forward_cached(&ctx, &response, &mut kv, CachedPass::Window(window.clone()))
+            .unwrap();
+        let want = full.narrow(1, window.start, window.len()).unwrap();
+        assert!(
+            diff(&part, &want) < 1e-4,
+            "{window:?}: {}",
+            diff(&part, &want)
+        );
+    }
+    // A changed token inside the window changes the window's logits.
+    let mut changed = ids.clone();
+    changed[9] = 77;
+    let changed = Tensor::new(changed.as_slice(), &Device::Cpu)
+        .unwrap()
+        .unsqueeze(0)
+        .unwrap();
+    let part = b
+        .forward_cached(&ctx, &changed, &mut kv, CachedPass::Window(8..l))
+        .unwrap();
+    assert!(diff(&part, &full.narrow(1, 8, l - 8).unwrap()) > 1e-3);
+    // A window of another geometry than the stored pass is an error.
+    let short = response.narrow(1, 0, 8).unwrap();
+    let err = b
+        .forward_cached(&ctx, &short, &mut kv, CachedPass::Window(0..8))
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("cached keys and values are for"),
+        "{err}"
     );
 }
 

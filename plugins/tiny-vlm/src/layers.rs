@@ -8,6 +8,7 @@
 
 use candle_core::{Result, Tensor};
 use candle_nn::{linear, linear_no_bias, Init, Linear, VarBuilder};
+use rediff_nn::kv::LayerKv;
 
 use crate::config::TinyVlmConfig;
 
@@ -111,6 +112,22 @@ impl Attention {
     /// # Shapes
     /// - `x`: `[batch, seq, hidden]` -> `[batch, seq, hidden]`
     pub fn forward(&self, x: &Tensor, frozen: Option<&FrozenBlock>) -> Result<Tensor> {
+        Ok(self.forward_kv(x, frozen, None)?.0)
+    }
+
+    /// The forward pass, also returning this pass's keys and values. With
+    /// `stored = Some((kv, start))`, `x` is a window at sequence positions
+    /// `start..start + seq`: its keys and values replace those positions of
+    /// `kv` and its queries attend to all of them (inference only).
+    ///
+    /// # Shapes
+    /// - `x`: `[batch, seq, hidden]` -> same, plus `[batch, heads, seq, head_dim]` keys and values
+    pub fn forward_kv(
+        &self,
+        x: &Tensor,
+        frozen: Option<&FrozenBlock>,
+        stored: Option<(&LayerKv, usize)>,
+    ) -> Result<(Tensor, LayerKv)> {
         let (b, t, d) = x.dims3()?;
         let heads = |p: &Linear, f: Option<&Tensor>| -> Result<Tensor> {
             dense(x, p, f)?
@@ -121,12 +138,17 @@ impl Attention {
         let q = heads(&self.q_proj, frozen.map(|f| &f.q))?;
         let k = heads(&self.k_proj, frozen.map(|f| &f.k))?;
         let v = heads(&self.v_proj, frozen.map(|f| &f.v))?;
+        let own = LayerKv { k, v };
+        let all = match stored {
+            Some((kv, start)) => kv.splice(&own, start)?,
+            None => own.clone(),
+        };
         let scale = 1.0 / (self.head_dim as f64).sqrt();
         // One fused pass scales and normalises the scores (with a backward pass).
-        let probs = rediff_nn::ops::scaled_softmax_last_dim(&q.matmul(&k.t()?)?, scale)
+        let probs = rediff_nn::ops::scaled_softmax_last_dim(&q.matmul(&all.k.t()?)?, scale)
             .map_err(candle_core::Error::wrap)?;
-        let out = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, t, d))?;
-        dense(&out, &self.o_proj, frozen.map(|f| &f.o))
+        let out = probs.matmul(&all.v)?.transpose(1, 2)?.reshape((b, t, d))?;
+        Ok((dense(&out, &self.o_proj, frozen.map(|f| &f.o))?, own))
     }
 }
 
@@ -192,6 +214,25 @@ impl Block {
             &self.post_attention_layernorm.forward(&h, training)?,
             frozen,
         )?
+    }
+
+    /// The inference forward pass with the attention's keys and values
+    /// (see [`Attention::forward_kv`]).
+    pub fn forward_kv(
+        &self,
+        x: &Tensor,
+        frozen: Option<&FrozenBlock>,
+        stored: Option<(&LayerKv, usize)>,
+    ) -> Result<(Tensor, LayerKv)> {
+        let (attn, kv) =
+            self.self_attn
+                .forward_kv(&self.input_layernorm.forward(x, false)?, frozen, stored)?;
+        let h = (x + attn)?;
+        let out = (&h
+            + self
+                .mlp
+                .forward(&self.post_attention_layernorm.forward(&h, false)?, frozen)?)?;
+        Ok((out, kv))
     }
 
     /// The block's weights, transposed, for inference.

@@ -47,6 +47,22 @@ impl Plugin for TinyVlmPlugin {
             MODEL_TYPE,
             "loads tiny-vlm checkpoint directories",
             |dir, opts| {
+                if let Some(q) = opts.quant {
+                    return Err(rediff_api::Error::checkpoint(
+                        dir,
+                        format!(
+                            "tiny-vlm runs in f32 only, not {}: its matrices are too small for \
+block quantization to pay (use --dtype f32)",
+                            q.name()
+                        ),
+                    ));
+                }
+                if let Some(g) = &opts.gguf {
+                    return Err(rediff_api::Error::checkpoint(
+                        g,
+                        "tiny-vlm cannot load GGUF weights (LLaDA-V checkpoints only)",
+                    ));
+                }
                 Ok(Box::new(TinyVlmBackend::load(
                     dir,
                     &opts.device,

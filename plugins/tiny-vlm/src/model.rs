@@ -9,11 +9,13 @@ use std::sync::{Arc, Mutex};
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{Embedding, Init, Linear, VarBuilder, VarMap};
 use image::imageops::FilterType;
+use rediff_api::cache::{CachedPass, KvCache};
 use rediff_api::image::SourceImage;
 use rediff_api::model::{ModelBackend, Prompt, PromptContext};
 use rediff_api::tokens::{SpecialTokens, TextTokenizer};
 use rediff_api::{Error, Result};
 use rediff_nn::checkpoint::{load_varmap, save_varmap, write_json};
+use rediff_nn::kv::LayerKv;
 use rediff_nn::seeded_init::seeded_var_builder;
 
 use crate::config::{TinyVlmConfig, EMBEDDING_STD, MODEL_TYPE};
@@ -131,6 +133,77 @@ impl TinyVlm {
         crate::layers::dense(&x, &self.lm_head, frozen.map(|f| &f.lm_head))
     }
 
+    /// [`forward`](Self::forward) for inference with the sampler's key/value
+    /// cache (see [`rediff_api::cache`]): a full pass keeps every layer's
+    /// keys and values in `cache`; a window pass embeds only the window's
+    /// response tokens and attends to the kept ones elsewhere.
+    ///
+    /// # Shapes
+    /// - `prefix`: `[batch, P, hidden]`, `response`: `[batch, L]` (`u32`)
+    /// - returns: `[batch, L, vocab]` (full) or `[batch, window, vocab]`
+    pub fn forward_cached(
+        &self,
+        prefix: &Tensor,
+        response: &Tensor,
+        frozen: Option<&FrozenWeights>,
+        cache: &mut KvCache,
+        pass: CachedPass,
+    ) -> Result<Tensor> {
+        let (batch, l) = response.dims2()?;
+        let p = prefix.dim(1)?;
+        let offset = self.cfg.arch.max_prompt_len;
+        let embed = |from: usize, n: usize| -> candle_core::Result<Tensor> {
+            self.embed_tokens
+                .forward(&response.narrow(1, from, n)?)?
+                .broadcast_add(&self.pos_text.narrow(0, offset + from, n)?)
+        };
+        let (mut x, stored, start, keep) = match &pass {
+            CachedPass::Full => (Tensor::cat(&[prefix, &embed(0, l)?], 1)?, None, 0, true),
+            CachedPass::Window(w) => {
+                let kv = cache.get::<TinyKv>().ok_or_else(|| {
+                    Error::invalid("a cached window pass before any full pass of tiny-vlm")
+                })?;
+                if (kv.batch, kv.prefix_len, kv.response_len) != (batch, p, l) {
+                    return Err(Error::invalid(format!(
+                        "the cached keys and values are for {} x ({} + {}) positions, not {batch} x ({p} + {l})",
+                        kv.batch, kv.prefix_len, kv.response_len
+                    )));
+                }
+                if w.is_empty() || w.end > l {
+                    return Err(Error::invalid(format!(
+                        "cache window {w:?} outside the {l}-token response"
+                    )));
+                }
+                (embed(w.start, w.len())?, Some(kv), p + w.start, false)
+            }
+        };
+        let mut kept = Vec::new();
+        for (i, layer) in self.layers.iter().enumerate() {
+            let (next, kv) = layer.forward_kv(
+                &x,
+                frozen.map(|f| &f.blocks[i]),
+                stored.map(|s| (&s.layers[i], start)),
+            )?;
+            x = next;
+            if keep {
+                kept.push(kv);
+            }
+        }
+        let n = x.dim(1)?;
+        let tail = if keep { l } else { n };
+        let x = self.norm.forward(&x.narrow(1, n - tail, tail)?, false)?;
+        let logits = crate::layers::dense(&x, &self.lm_head, frozen.map(|f| &f.lm_head))?;
+        if keep {
+            cache.set(TinyKv {
+                layers: kept,
+                batch,
+                prefix_len: p,
+                response_len: l,
+            });
+        }
+        Ok(logits)
+    }
+
     /// The weights of every linear layer, transposed into contiguous copies
     /// for inference (see [`crate::layers::FrozenBlock`]).
     pub fn freeze(&self) -> candle_core::Result<FrozenWeights> {
@@ -184,6 +257,14 @@ pub fn patchify(images: &[&SourceImage], cfg: &TinyVlmConfig, device: &Device) -
         (images.len(), cfg.num_patches(), dim),
         device,
     )?)
+}
+
+/// What a full cached pass keeps (see [`TinyVlm::forward_cached`]).
+struct TinyKv {
+    layers: Vec<LayerKv>,
+    batch: usize,
+    prefix_len: usize,
+    response_len: usize,
 }
 
 /// Encoded prompts of the tiny model: the embedded prefix.
@@ -288,6 +369,17 @@ impl TinyVlmBackend {
         Ok(backend)
     }
 
+    fn check_response_len(&self, response: &Tensor) -> Result<()> {
+        let l = response.dim(1)?;
+        if l > self.model.cfg.arch.max_response_len {
+            return Err(Error::invalid(format!(
+                "response length {l} exceeds tiny-vlm's max_response_len {}",
+                self.model.cfg.arch.max_response_len
+            )));
+        }
+        Ok(())
+    }
+
     /// The configuration.
     pub fn config(&self) -> &TinyVlmConfig {
         &self.model.cfg
@@ -375,13 +467,7 @@ impl ModelBackend for TinyVlmBackend {
         let ctx = context
             .get::<TinyContext>()
             .ok_or_else(|| Error::invalid("prompt context was not made by tiny-vlm"))?;
-        let l = response.dim(1)?;
-        if l > self.model.cfg.arch.max_response_len {
-            return Err(Error::invalid(format!(
-                "response length {l} exceeds tiny-vlm's max_response_len {}",
-                self.model.cfg.arch.max_response_len
-            )));
-        }
+        self.check_response_len(response)?;
         let training = self.training.load(Ordering::Relaxed);
         let frozen = if training {
             None
@@ -391,6 +477,30 @@ impl ModelBackend for TinyVlmBackend {
         Ok(self
             .model
             .forward(&ctx.prefix, response, training, frozen)?)
+    }
+
+    fn supports_cache(&self) -> bool {
+        true
+    }
+
+    fn forward_cached(
+        &self,
+        context: &PromptContext,
+        response: &Tensor,
+        cache: &mut KvCache,
+        pass: CachedPass,
+    ) -> Result<Tensor> {
+        let ctx = context
+            .get::<TinyContext>()
+            .ok_or_else(|| Error::invalid("prompt context was not made by tiny-vlm"))?;
+        if self.training.load(Ordering::Relaxed) {
+            return Err(Error::invalid(
+                "tiny-vlm caches keys and values for sampling only, not in training mode",
+            ));
+        }
+        self.check_response_len(response)?;
+        self.model
+            .forward_cached(&ctx.prefix, response, ctx.frozen.as_deref(), cache, pass)
     }
 
     fn set_training(&self, training: bool) {

@@ -312,3 +312,33 @@ fn inference_snapshots_follow_weight_updates() {
         assert!((a - b).abs() < 1e-4, "{a} vs {b}");
     }
 }
+
+#[test]
+fn window_passes_repeat_the_full_pass_and_training_mode_refuses_the_cache() {
+    use rediff_api::cache::{CachedPass, KvCache};
+    let model = TinyVlmBackend::new(small_config(), tokenizer(), 3, &Device::Cpu).unwrap();
+    let ctx = model.encode_prompts(&prompts(&model, 2)).unwrap();
+    let input = response(&model, 2);
+    let plain = model.forward(&ctx, &input).unwrap();
+    let mut kv = KvCache::new();
+    let full = model
+        .forward_cached(&ctx, &input, &mut kv, CachedPass::Full)
+        .unwrap();
+    assert!(rediff_nn::ops::max_abs_diff(&full, &plain).unwrap() < 1e-6);
+    for w in [0..8, 2..6, 5..8] {
+        let part = model
+            .forward_cached(&ctx, &input, &mut kv, CachedPass::Window(w.clone()))
+            .unwrap();
+        let want = full.narrow(1, w.start, w.len()).unwrap();
+        let d = rediff_nn::ops::max_abs_diff(&part, &want).unwrap();
+        assert!(d < 1e-5, "{w:?} differs by {d}");
+    }
+    assert!(model
+        .forward_cached(&ctx, &input, &mut kv, CachedPass::Window(6..9))
+        .is_err());
+    model.set_training(true);
+    let err = model
+        .forward_cached(&ctx, &input, &mut kv, CachedPass::Full)
+        .unwrap_err();
+    assert!(err.to_string().contains("not in training mode"), "{err}");
+}

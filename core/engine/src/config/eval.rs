@@ -16,6 +16,9 @@ pub struct SamplerConfig {
     /// The sampler's guard on steps per block (see
     /// [`crate::sampler::SamplerSettings::max_block_steps`]).
     pub max_block_steps: Option<usize>,
+    /// Key/value reuse between steps (`cache`, `cache_refresh`; see
+    /// [`rediff_api::cache`]); off by default.
+    pub cache: rediff_api::cache::CacheSettings,
 }
 
 impl SamplerConfig {

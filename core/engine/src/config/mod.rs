@@ -227,6 +227,31 @@ samplers = [
         assert!(err.message.contains("not `model/sampler`"), "{err}");
     }
 
+    #[test]
+    fn sampler_caches_parse_and_a_typo_names_line_column_and_modes() {
+        let text = GOOD.replace(
+            r#"{ name = "refine", policy = { kind = "refine", start = 1 } },"#,
+            r#"{ name = "refine", policy = { kind = "refine", start = 1 }, cache = "dual", cache_refresh = 4 },"#,
+        );
+        let cfg = PipelineConfig::parse("p.toml", &text).unwrap();
+        assert_eq!(
+            cfg.eval.samplers[0].cache,
+            rediff_api::cache::CacheSettings::OFF
+        );
+        let c = cfg.eval.samplers[1].cache;
+        assert_eq!((c.mode, c.refresh), (rediff_api::cache::CacheMode::Dual, 4));
+        let text = text.replace("\"dual\"", "\"duel\"");
+        let err = PipelineConfig::parse("p.toml", &text).unwrap_err();
+        let line = text.lines().position(|l| l.contains("duel")).unwrap() + 1;
+        let column = text.lines().nth(line - 1).unwrap().find("\"duel").unwrap() + 1;
+        assert_eq!((err.line, err.column), (line, column));
+        assert!(
+            err.message
+                .contains("unknown cache mode `duel`; expected none, prefix, dual"),
+            "{err}"
+        );
+    }
+
     const STAGE2: &str = r#"
 [stage2]
 drafts = 10

@@ -149,6 +149,10 @@ struct RawSampler {
     tokens_per_step: Option<Spanned<Vec<usize>>>,
     #[serde(default)]
     max_block_steps: Option<usize>,
+    #[serde(default)]
+    cache: Option<Spanned<String>>,
+    #[serde(default)]
+    cache_refresh: usize,
 }
 
 fn default_eval_batch() -> usize {
@@ -479,6 +483,11 @@ fn eval_config(
         if let Some(list) = &s.tokens_per_step {
             check_tps(list)?;
         }
+        if let Some(mode) = &s.cache {
+            mode.get_ref()
+                .parse::<rediff_api::cache::CacheMode>()
+                .map_err(|why| source.error(Some(mode.span()), why))?;
+        }
     }
     let samplers = raw
         .samplers
@@ -490,6 +499,15 @@ fn eval_config(
                 name: s.name.get_ref().clone(),
                 tokens_per_step: s.tokens_per_step.as_ref().map(|t| t.get_ref().clone()),
                 max_block_steps: s.max_block_steps,
+                cache: rediff_api::cache::CacheSettings {
+                    // Checked above: an unknown mode is a located error there.
+                    mode: s
+                        .cache
+                        .as_ref()
+                        .and_then(|m| m.get_ref().parse().ok())
+                        .unwrap_or_default(),
+                    refresh: s.cache_refresh,
+                },
                 policy: spec(vec![
                     key("eval"),
                     key("samplers"),

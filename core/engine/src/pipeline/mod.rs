@@ -177,6 +177,7 @@ pub fn assemble(cfg: &PipelineConfig, registry: &Registry) -> Result<Assembled> 
                 policy: registry.build_policy(&s.policy, &ctx)?,
                 tokens_per_step: s.tokens_per_step(&cfg.eval).to_vec(),
                 max_block_steps: s.max_block_steps,
+                cache: s.cache,
             })
         })
         .collect::<Result<Vec<_>>>()?;
