@@ -43,6 +43,8 @@ struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+// Parsed once per process: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Command {
     /// Run a pipeline: data, baseline and Stage I training, evaluation, report.
     Run(cmd::run::RunArgs),

@@ -166,3 +166,71 @@ fn the_llada_v_component_builds_from_pipeline_options_frozen() {
     assert!(backend.varmap().is_none());
     assert_eq!(backend.kind(), "llada-v");
 }
+
+#[test]
+fn quantized_cached_generation_and_gguf_files_from_the_command_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("llada-v");
+    checkpoint(&model);
+    let img = tmp.path().join("square.png");
+    image(&img, 384, 384);
+    let img = img.to_str().unwrap();
+    let json = |out: &std::process::Output| -> serde_json::Value {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    // Two blocks of 4, two steps each: with a cache, one window pass per block.
+    let base = ["--image", img, "--block-length", "4", "--format", "json"];
+    let with = |extra: &[&str]| {
+        let mut a = base.to_vec();
+        a.extend_from_slice(extra);
+        json(&generate(&model, &a))
+    };
+    let exact = with(&[]);
+    let cached = with(&["--cache", "dual"]);
+    assert_eq!(exact["forward_passes"], 4);
+    assert_eq!(cached["forward_passes"], 4);
+    // Quantized at load and from a GGUF file written by `rediff quantize`: the same tokens.
+    let q8 = with(&["--dtype", "q8_0", "--cache", "prefix"]);
+    let gguf = tmp.path().join("lm.gguf");
+    let out = rediff()
+        .args(["quantize", "--model"])
+        .arg(&model)
+        .args(["--dtype", "q8_0", "--out"])
+        .arg(&gguf)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("q8_0 tensor data"));
+    let from_file = with(&["--gguf", gguf.to_str().unwrap(), "--cache", "prefix"]);
+    assert_eq!(q8["tokens"], from_file["tokens"]);
+    // Bad input: an unknown dtype or cache mode lists the choices; q4k on
+    // rows of 32 names the tensor and suggests q8_0; a corrupt GGUF is named.
+    let err = |extra: &[&str]| {
+        let mut a = base.to_vec();
+        a.extend_from_slice(extra);
+        let out = generate(&model, &a);
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).to_string()
+    };
+    let e = err(&["--dtype", "q4"]);
+    assert!(e.contains("expected f32, bf16, f16, q8_0, q4k"), "{e}");
+    let e = err(&["--cache", "prefx"]);
+    assert!(e.contains("expected none, prefix, dual"), "{e}");
+    let e = err(&["--dtype", "q4k"]);
+    assert!(e.contains("blocks of 256") && e.contains("use q8_0"), "{e}");
+    std::fs::write(&gguf, b"GGUF but not really").unwrap();
+    let e = err(&["--gguf", gguf.to_str().unwrap()]);
+    assert!(
+        e.contains("lm.gguf") && e.contains("not a readable GGUF"),
+        "{e}"
+    );
+}

@@ -165,7 +165,13 @@ mod tests {
         assert_eq!(step_window(CacheMode::None, blocks, 32), None);
         assert_eq!(step_window(CacheMode::Dual, Vec::new(), 32), None);
         // One block covering the response: both modes keep only the prompt.
-        assert_eq!(step_window(CacheMode::Dual, [0..32], 32), Some(0..32));
-        assert_eq!(step_window(CacheMode::Prefix, [0..32], 32), Some(0..32));
+        assert_eq!(
+            step_window(CacheMode::Dual, std::iter::once(0..32), 32),
+            Some(0..32)
+        );
+        assert_eq!(
+            step_window(CacheMode::Prefix, std::iter::once(0..32), 32),
+            Some(0..32)
+        );
     }
 }

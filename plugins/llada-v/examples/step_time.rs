@@ -4,7 +4,7 @@
 //! published 8B model at the same throughput.
 //!
 //! ```text
-//! cargo run --release -p rediff-llada-v --example step_time -- [tiny|medium] [f32|bf16|f16]
+//! cargo run --release -p rediff-llada-v --example step_time -- [tiny|medium] [f32|bf16|f16|q8_0|q4k]
 //! ```
 
 use std::sync::Arc;
@@ -35,16 +35,17 @@ fn lm_flops(
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let size = args.first().map_or("tiny", String::as_str);
-    let dtype: DType = args
+    let weights: WeightDtype = args
         .get(1)
         .map_or(Ok(WeightDtype::F32), |d| d.parse())
-        .map_err(anyhow::Error::msg)?
-        .into();
+        .map_err(anyhow::Error::msg)?;
+    let dtype: DType = weights.into();
     let dir = cached_checkpoint(size, &TinySpec::named(size)?)?;
     let model = LladaVBackend::load(
         &dir,
         LladaVOptions {
             dtype,
+            quant: LladaVOptions::quantization(weights.quant(), None),
             ..Default::default()
         },
     )?;
@@ -81,7 +82,7 @@ fn main() -> anyhow::Result<()> {
         gen as f64,
     );
     let rate = flops / step;
-    println!("{size} {dtype:?}: image + prompt encoding {encode:.2} s; one step over {t} tokens {step:.3} s ({:.1} GFLOP/s)", rate / 1e9);
+    println!("{size} {weights}: image + prompt encoding {encode:.2} s; one step over {t} tokens {step:.3} s ({:.1} GFLOP/s)", rate / 1e9);
     // The published model on a 384x384 image (1485 features), a 60-token
     // prompt and a 128-token response.
     let t8 = (1485 + 60 + 128) as f64;

@@ -123,7 +123,7 @@ impl LladaV {
                 for (name, _) in quantized_tensors(&cfg, vocab) {
                     weights.mark_used(&name);
                 }
-                Some(QuantSource::Gguf(g))
+                Some(QuantSource::Gguf(Box::new(g)))
             }
         };
         let lm = LladaLm::new(&cfg, vocab, vb, source.as_ref()).map_err(|e| match quant {

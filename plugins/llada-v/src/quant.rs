@@ -124,7 +124,7 @@ pub enum QuantSource {
         device: Device,
     },
     /// Read them from a GGUF file.
-    Gguf(GgufWeights),
+    Gguf(Box<GgufWeights>),
 }
 
 impl QuantSource {

@@ -342,3 +342,38 @@ fn window_passes_repeat_the_full_pass_and_training_mode_refuses_the_cache() {
         .unwrap_err();
     assert!(err.to_string().contains("not in training mode"), "{err}");
 }
+
+#[test]
+fn quantized_dtypes_and_gguf_files_are_refused_naming_the_checkpoint() {
+    use rediff_api::device::WeightDtype;
+    use rediff_api::registry::{LoadOptions, Registry};
+    let dir = tempfile::tempdir().unwrap();
+    let model = TinyVlmBackend::new(small_config(), tokenizer(), 3, &Device::Cpu).unwrap();
+    model.save(dir.path()).unwrap();
+    let mut registry = Registry::new();
+    registry
+        .add_plugin(&rediff_tiny_vlm::TinyVlmPlugin)
+        .unwrap();
+    let q8 = LoadOptions::with_weights(Device::Cpu, WeightDtype::Q8_0);
+    let err = registry
+        .load_model(dir.path(), &q8)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("tiny-vlm runs in f32 only, not q8_0"), "{err}");
+    assert!(err.contains(&dir.path().display().to_string()), "{err}");
+    let mut gguf = LoadOptions::default();
+    gguf.gguf = Some(dir.path().join("lm.gguf"));
+    let err = registry
+        .load_model(dir.path(), &gguf)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("lm.gguf") && err.contains("cannot load GGUF"),
+        "{err}"
+    );
+    assert!(registry
+        .load_model(dir.path(), &LoadOptions::default())
+        .is_ok());
+}
