@@ -16,6 +16,7 @@
 //! | expert | [`ExpertCorrector`] | Stage II corrections of the model's drafts |
 //! | model | [`ModelBackend`] | the network: prompts in, logits out |
 //! | data | [`DataSource`] | samples, and optionally a [`CaptionScorer`] |
+//! | trainer | [`Trainer`] | who trains a Stage II round (in process, or a command) |
 //!
 //! Built-in components (`plugins/`, `experts/`) register through the same
 //! [`Registrar`] as third-party libraries. Nothing here depends on the
@@ -40,6 +41,7 @@ pub mod spec;
 pub mod synth;
 pub mod tokens;
 pub mod topk;
+pub mod trainer;
 
 pub use cache::{CacheMode, CacheSettings, CachedPass, KvCache};
 pub use data::{
@@ -54,3 +56,4 @@ pub use schedule::NoiseSchedule;
 pub use spec::{ComponentSpec, ConfigError};
 pub use synth::{CorruptedSample, ErrorSynthesizer, LossGroup};
 pub use tokens::{SpecialTokens, TextTokenizer};
+pub use trainer::{TrainJob, Trainer};

@@ -21,6 +21,7 @@ use crate::schedule::NoiseSchedule;
 use crate::spec::ComponentSpec;
 use crate::synth::ErrorSynthesizer;
 use crate::tokens::TextTokenizer;
+use crate::trainer::Trainer;
 
 /// The kinds of pluggable components.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -40,11 +41,13 @@ pub enum ComponentKind {
     Policy,
     /// [`ExpertCorrector`].
     Expert,
+    /// [`Trainer`] of Stage II rounds.
+    Trainer,
 }
 
 impl ComponentKind {
     /// Every kind, in display order.
-    pub const ALL: [ComponentKind; 7] = [
+    pub const ALL: [ComponentKind; 8] = [
         ComponentKind::Model,
         ComponentKind::ModelLoader,
         ComponentKind::Data,
@@ -52,6 +55,7 @@ impl ComponentKind {
         ComponentKind::Synthesizer,
         ComponentKind::Policy,
         ComponentKind::Expert,
+        ComponentKind::Trainer,
     ];
 
     /// Lower-case name used in messages and listings.
@@ -64,6 +68,7 @@ impl ComponentKind {
             ComponentKind::Synthesizer => "synthesizer",
             ComponentKind::Policy => "policy",
             ComponentKind::Expert => "expert",
+            ComponentKind::Trainer => "trainer",
         }
     }
 }
@@ -320,6 +325,7 @@ macro_rules! each_map {
         $m!($($arg)*, synthesizers, ComponentKind::Synthesizer);
         $m!($($arg)*, policies, ComponentKind::Policy);
         $m!($($arg)*, experts, ComponentKind::Expert);
+        $m!($($arg)*, trainers, ComponentKind::Trainer);
     };
 }
 
@@ -339,6 +345,7 @@ pub struct Registry {
     synthesizers: BTreeMap<String, Entry<Factory<Arc<dyn ErrorSynthesizer>>>>,
     policies: BTreeMap<String, Entry<Factory<Arc<dyn RefinementPolicy>>>>,
     experts: BTreeMap<String, Entry<Factory<Arc<dyn ExpertCorrector>>>>,
+    trainers: BTreeMap<String, Entry<Factory<Arc<dyn Trainer>>>>,
     plugins: Vec<(String, Origin)>,
 }
 
@@ -452,6 +459,10 @@ impl Registrar<'_> {
     register_fn!(
         /// Registers an expert corrector.
         expert, experts, ComponentKind::Expert, Arc<dyn ExpertCorrector>
+    );
+    register_fn!(
+        /// Registers a Stage II trainer.
+        trainer, trainers, ComponentKind::Trainer, Arc<dyn Trainer>
     );
 
     /// Registers a checkpoint loader for a `config.json` `model_type`.
@@ -592,6 +603,10 @@ impl Registry {
     build_fn!(
         /// Builds an expert corrector.
         build_expert, experts, ComponentKind::Expert, Arc<dyn ExpertCorrector>
+    );
+    build_fn!(
+        /// Builds a Stage II trainer.
+        build_trainer, trainers, ComponentKind::Trainer, Arc<dyn Trainer>
     );
 
     /// Loads a checkpoint directory with the loader its `config.json`'s

@@ -27,7 +27,7 @@ pub use plot::plot;
 pub use results::{
     EvalRow, Example, ExampleSet, MetricIntervals, MetricValues, Named, SeedValues, StepTiming,
 };
-pub use stage2::{CorrectionExample, ExpertStats, RoundReport, Stage2Report};
+pub use stage2::{CorrectionExample, ExpertStats, ExternalTraining, RoundReport, Stage2Report};
 pub use training::StageReport;
 
 /// Data the run used.

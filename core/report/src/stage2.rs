@@ -110,6 +110,10 @@ pub struct RoundReport {
     pub expert_seconds: f64,
     /// The round's training (absent when there was nothing to train on).
     pub training: Option<StageReport>,
+    /// The external trainer's run, when a trainer other than `in-process`
+    /// trained the round.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external: Option<ExternalTraining>,
     /// Evaluation of the model after the round (empty when the round trained
     /// on nothing: the model is the previous one, already evaluated).
     pub results: Vec<EvalRow>,
@@ -119,6 +123,21 @@ pub struct RoundReport {
     pub failed: Option<String>,
     /// A few drafts with their corrections.
     pub examples: Vec<CorrectionExample>,
+}
+
+/// A round trained outside rediff (the `command` trainer, say).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ExternalTraining {
+    /// The trainer's kind.
+    pub trainer: String,
+    /// Seconds it ran (0 when an earlier run finished it).
+    pub seconds: f64,
+    /// Whether an earlier run had finished it (resumed: not run again).
+    pub resumed: bool,
+    /// Its log.
+    pub log: String,
+    /// The checkpoint it wrote.
+    pub checkpoint: String,
 }
 
 /// Stage II in the report.

@@ -24,6 +24,7 @@ mod policies;
 mod schedules;
 mod spans;
 mod synthesizers;
+mod trainers;
 
 pub use conversations::{Conversations, ConversationsOptions};
 pub use policies::{
@@ -35,6 +36,7 @@ pub use spans::{locate_pairs, LocatedPairs};
 pub use synthesizers::{
     Masked, MaskedOptions, RandomReplace, RandomReplaceOptions, SpanPairs, SpanPairsOptions,
 };
+pub use trainers::{log_tail, CommandOptions, CommandTrainer, PLACEHOLDERS};
 
 use std::sync::Arc;
 
@@ -57,6 +59,24 @@ impl Plugin for StandardPlugin {
                 Ok(Box::new(
                     Conversations::new(spec.options::<ConversationsOptions>()?.resolved(ctx))
                     .map_err(|m| spec.error(m))?,
+                ))
+            },
+        )?;
+        r.trainer(
+            "in-process",
+            "the engine's own trainer: Stage II rounds train in this process (the default)",
+            |_, _| Ok(Arc::new(rediff_api::trainer::InProcessTrainer)),
+        )?;
+        r.trainer(
+            "command",
+            "runs a command per Stage II round (e.g. the official DeepSpeed script) and loads the checkpoint it writes",
+            |spec, ctx| {
+                let mut options: CommandOptions = spec.options()?;
+                if options.cwd.is_none() {
+                    options.cwd = ctx.base_dir.clone();
+                }
+                Ok(Arc::new(
+                    CommandTrainer::new(options).map_err(|m| spec.error(m))?,
                 ))
             },
         )?;

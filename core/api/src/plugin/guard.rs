@@ -55,6 +55,29 @@ impl Guard for Arc<dyn ExpertCorrector> {
     }
 }
 
+impl Guard for Arc<dyn crate::trainer::Trainer> {
+    fn guarded(self) -> Self {
+        Arc::new(GuardedTrainer(self))
+    }
+}
+
+struct GuardedTrainer(Arc<dyn crate::trainer::Trainer>);
+
+impl crate::trainer::Trainer for GuardedTrainer {
+    fn in_process(&self) -> bool {
+        catch_unwind(AssertUnwindSafe(|| self.0.in_process())).unwrap_or(false)
+    }
+
+    fn train(&self, job: &crate::trainer::TrainJob) -> crate::Result<()> {
+        catch_unwind(AssertUnwindSafe(|| self.0.train(job))).unwrap_or_else(|payload| {
+            Err(crate::Error::invalid(format!(
+                "trainer panicked: {}",
+                panic_message(payload.as_ref())
+            )))
+        })
+    }
+}
+
 impl Guard for Arc<dyn ErrorSynthesizer> {
     fn guarded(self) -> Self {
         Arc::new(GuardedSynthesizer(self))

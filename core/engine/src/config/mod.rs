@@ -104,6 +104,7 @@ impl PipelineConfig {
             }
             out.push((s2.sampler.path(), ComponentKind::Policy, &s2.sampler));
             out.push((s2.expert.path(), ComponentKind::Expert, &s2.expert));
+            out.push((s2.trainer.path(), ComponentKind::Trainer, &s2.trainer));
         }
         for s in &self.eval.samplers {
             out.push((s.policy.path(), ComponentKind::Policy, &s.policy));
@@ -278,7 +279,34 @@ steps = 5
         assert_eq!(s2.synthesizers[1].path(), "stage1.synthesizers[1]");
         let kinds: Vec<_> = cfg.components().iter().map(|c| c.0.clone()).collect();
         assert!(kinds.contains(&"stage2.expert".to_string()), "{kinds:?}");
-        assert_eq!(cfg.components().len(), 9);
+        // ... and the default trainer.
+        assert_eq!(s2.trainer.kind(), "in-process");
+        assert_eq!(cfg.components().len(), 10);
+    }
+
+    #[test]
+    fn stage2_trainers_default_to_in_process_which_needs_steps() {
+        let cfg = PipelineConfig::parse("p.toml", &with_stage2("")).unwrap();
+        assert_eq!(cfg.stage2.as_ref().unwrap().trainer.kind(), "in-process");
+        let no_steps = with_stage2("").replace("steps = 5\n", "");
+        let err = PipelineConfig::parse("p.toml", &no_steps).unwrap_err();
+        let line = no_steps.lines().position(|l| l == "[stage2]").unwrap() + 1;
+        assert_eq!(err.line, line, "{err}");
+        assert!(err.message.contains("stage2.steps is required"), "{err}");
+        // An external trainer has its own budget.
+        let text = no_steps.replace(
+            "expert = { kind = \"oracle\" }",
+            "expert = { kind = \"oracle\" }\ntrainer = { kind = \"command\", command = [\"true\"] }",
+        );
+        let cfg = PipelineConfig::parse("p.toml", &text).unwrap();
+        let s2 = cfg.stage2.unwrap();
+        assert_eq!((s2.trainer.kind(), s2.settings.steps), ("command", 0));
+        // ... and may start from [model] itself, without a [stage1] table.
+        let start = text.find("[stage1]").unwrap();
+        let end = text.find("[stage2]").unwrap();
+        let no_stage1 = format!("{}{}", &text[..start], &text[end..]);
+        let cfg = PipelineConfig::parse("p.toml", &no_stage1).unwrap();
+        assert!(cfg.stage1.is_none() && cfg.stage2.unwrap().synthesizers.is_empty());
     }
 
     #[test]

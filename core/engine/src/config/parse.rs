@@ -78,9 +78,12 @@ struct RawStage2 {
     concurrency: usize,
     #[serde(default)]
     min_reviewed: Option<Spanned<f64>>,
-    steps: usize,
+    #[serde(default)]
+    steps: Option<usize>,
     #[serde(default)]
     lr: Option<f64>,
+    #[serde(default)]
+    trainer: Option<IgnoredAny>,
     #[serde(default)]
     stage1_share: Option<Spanned<f64>>,
     #[serde(default)]
@@ -304,11 +307,26 @@ impl PipelineConfig {
             Some(spanned) => {
                 let span = spanned.span();
                 let s = spanned.into_inner();
-                let Some(s1) = &stage1 else {
-                    return Err(source.error(
-                        Some(span),
-                        "[stage2] continues from the Stage I model: add a [stage1] table",
-                    ));
+                let trainer = if s.trainer.is_some() {
+                    spec(vec![key("stage2"), key("trainer")])?
+                } else {
+                    ComponentSpec::from_toml_str(
+                        "stage2.trainer (default)",
+                        "kind = \"in-process\"\n",
+                    )?
+                };
+                let in_process = trainer.kind() == "in-process";
+                // An external trainer fine-tunes a checkpoint: without a
+                // [stage1] table the [model] itself is where Stage II starts.
+                let s1_synthesizers = match (&stage1, in_process) {
+                    (Some(s1), _) => s1.synthesizers.clone(),
+                    (None, false) => Vec::new(),
+                    (None, true) => {
+                        return Err(source.error(
+                            Some(span),
+                            "[stage2] continues from the Stage I model: add a [stage1] table (or an external `trainer`, which starts from [model])",
+                        ))
+                    }
                 };
                 if s.rounds == 0 || s.drafts == 0 {
                     return Err(source.error(
@@ -369,7 +387,18 @@ impl PipelineConfig {
                             ])
                         })
                         .collect::<Result<Vec<_>, _>>()?,
-                    None => s1.synthesizers.clone(),
+                    None => s1_synthesizers,
+                };
+                let steps = match (s.steps, trainer.kind()) {
+                    (Some(n), _) => n,
+                    (None, "in-process") => {
+                        return Err(source.error(
+                            Some(span),
+                            "stage2.steps is required: the optimiser steps of each round for the in-process trainer",
+                        ))
+                    }
+                    // An external trainer's budget is its own business.
+                    (None, _) => 0,
                 };
                 Some(Stage2Config {
                     rounds: s.rounds,
@@ -381,12 +410,10 @@ impl PipelineConfig {
                     expert: spec(vec![key("stage2"), key("expert")])?,
                     concurrency: s.concurrency.max(1),
                     min_reviewed,
-                    settings: StageSettings {
-                        steps: s.steps,
-                        lr: s.lr,
-                    },
+                    settings: StageSettings { steps, lr: s.lr },
                     stage1_share: share,
                     synthesizers,
+                    trainer,
                 })
             }
         };

@@ -107,4 +107,7 @@ pub struct Stage2Config {
     /// Synthesizers for the round's samples (default: Stage I's). Corrected
     /// drafts carry pairs, so a `span-pairs`-like synthesizer must accept them.
     pub synthesizers: Vec<ComponentSpec>,
+    /// Who trains each round (default `{ kind = "in-process" }`; `command`
+    /// runs an external trainer such as the official DeepSpeed script).
+    pub trainer: ComponentSpec,
 }

@@ -14,6 +14,7 @@
 //! ```
 
 mod evaluate;
+mod external;
 mod seeds;
 mod stage2;
 
@@ -97,6 +98,8 @@ pub struct BuiltStage2 {
     pub expert: Arc<dyn rediff_api::expert::ExpertCorrector>,
     /// Synthesizers for the round's training samples.
     pub synthesizers: Vec<Arc<dyn ErrorSynthesizer>>,
+    /// Who trains each round.
+    pub trainer: Arc<dyn rediff_api::trainer::Trainer>,
 }
 
 /// Every component of a pipeline, built and validated.
@@ -158,6 +161,7 @@ pub fn assemble(cfg: &PipelineConfig, registry: &Registry) -> Result<Assembled> 
             config: s2.clone(),
             sampler: registry.build_policy(&s2.sampler, &ctx)?,
             expert: registry.build_expert(&s2.expert, &ctx)?,
+            trainer: registry.build_trainer(&s2.trainer, &ctx)?,
             synthesizers: s2
                 .synthesizers
                 .iter()
@@ -443,8 +447,20 @@ pub fn run(cfg: &PipelineConfig, registry: &Registry, opts: &RunOptions) -> Resu
         return Err(e);
     }
     if let Some(built) = &assembled.stage2 {
-        let start =
-            stage1_model.ok_or_else(|| Error::invalid("Stage II needs the Stage I model"))?;
+        let start = match stage1_model {
+            Some(model) => stage2::RoundModel::Owned(model),
+            // An external trainer without [stage1]: Stage II starts from
+            // [model] as configured (a published checkpoint, say), saved
+            // where the first round's trainer reads its input.
+            None if !built.trainer.in_process() => {
+                let dir = StageDirs::new(&opts.out_dir, REDIFF_BASE).final_model;
+                if !dir.join("config.json").is_file() {
+                    rediff_nn::checkpoint::write_dir_atomically(&dir, |d| template.save(d))?;
+                }
+                stage2::RoundModel::Template(template)
+            }
+            None => return Err(Error::invalid("Stage II needs the Stage I model")),
+        };
         let stage2 = stage2::run_rounds(&shared, built, start, &mut report)?;
         report.stage2 = Some(stage2);
     }

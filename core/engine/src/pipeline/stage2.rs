@@ -49,6 +49,24 @@ impl RoundFiles {
     }
 }
 
+/// The model a round drafts with: one a previous stage or round trained,
+/// or the pipeline's own `[model]` (Stage II straight from a checkpoint).
+pub(super) enum RoundModel<'m> {
+    /// Trained (or loaded) for this run.
+    Owned(Box<dyn ModelBackend>),
+    /// The assembled `[model]`, borrowed (not loaded twice).
+    Template(&'m dyn ModelBackend),
+}
+
+impl RoundModel<'_> {
+    fn get(&self) -> &dyn ModelBackend {
+        match self {
+            RoundModel::Owned(m) => m.as_ref(),
+            RoundModel::Template(m) => *m,
+        }
+    }
+}
+
 /// One round's fixed inputs: which prompts it drafts and where it journals.
 struct Round<'r, 'a> {
     shared: &'r Shared<'a>,
@@ -72,7 +90,7 @@ pub fn round_model_name(round: usize, rounds: usize) -> String {
 pub(super) fn run_rounds(
     shared: &Shared<'_>,
     built: &BuiltStage2,
-    start: Box<dyn ModelBackend>,
+    start: RoundModel<'_>,
     report: &mut Report,
 ) -> Result<Stage2Report> {
     let s2 = &built.config;
@@ -112,13 +130,13 @@ pub(super) fn run_rounds(
     Ok(out)
 }
 
-fn run_round(
+fn run_round<'m>(
     shared: &Shared<'_>,
     built: &BuiltStage2,
-    model: Box<dyn ModelBackend>,
+    model: RoundModel<'m>,
     round: usize,
     clean: &[usize],
-) -> Result<(Box<dyn ModelBackend>, RoundReport, Evaluation)> {
+) -> Result<(RoundModel<'m>, RoundReport, Evaluation)> {
     let (cfg, opts, s2) = (shared.cfg, shared.opts, &built.config);
     let name = round_model_name(round, s2.rounds);
     let ctx = Round {
@@ -133,10 +151,10 @@ fn run_round(
 
     // Drafts by the current model, then the expert's reviews.
     let started = Instant::now();
-    let drafts = ctx.draft_all(model.as_ref())?;
+    let drafts = ctx.draft_all(model.get())?;
     let drafting_seconds = started.elapsed().as_secs_f64();
     let started = Instant::now();
-    let reviewed = ctx.review_all(&drafts, model.tokenizer())?;
+    let reviewed = ctx.review_all(&drafts, model.get().tokenizer())?;
     let reviews = reviewed.last;
     let expert_seconds = started.elapsed().as_secs_f64();
     if reviewed.answered > 0 {
@@ -196,8 +214,8 @@ fn run_round(
             .get(&sample.image)?;
         examples.push(TrainExample {
             image,
-            prompt: model.prompt_ids(&sample.question)?,
-            tokens: tokenize_sample(model.as_ref(), sample, cfg.gen_length)?,
+            prompt: model.get().prompt_ids(&sample.question)?,
+            tokens: tokenize_sample(model.get(), sample, cfg.gen_length)?,
         });
     }
     let stage1_samples = mix_count(examples.len(), s2.stage1_share);
@@ -224,25 +242,36 @@ fn run_round(
         );
         let dirs = StageDirs::new(&opts.out_dir, &name);
         write_dir_atomically(&dirs.final_model, |dir| {
-            model.save(dir)?;
+            model.get().save(dir)?;
             crate::train::write_schedule(dir, &shared.cfg.schedule)
         })?;
         (model, Evaluation::default())
+    } else if !built.trainer.in_process() {
+        let (trained, external) =
+            super::external::train_external(shared, built, round, &files.dataset)?;
+        round_report.external = Some(external);
+        let evaluation = shared.evaluate(&name, trained.as_ref(), shards)?;
+        (RoundModel::Owned(trained), evaluation)
     } else {
         let (trained, report) = shared.train(
             &name,
             &built.synthesizers,
             &s2.settings,
             &examples,
-            Some(model.as_ref()),
+            Some(model.get()),
             shards,
         )?;
         round_report.training = Some(report);
         let evaluation = shared.evaluate(&name, trained.as_ref(), shards)?;
-        (trained, evaluation)
+        (RoundModel::Owned(trained), evaluation)
     };
     round_report.samples = samples.len();
-    round_report.stage1_samples = stage1_samples;
+    // An external trainer gets the dataset file: corrected drafts only.
+    round_report.stage1_samples = if built.trainer.in_process() {
+        stage1_samples
+    } else {
+        0
+    };
     round_report.results = evaluation.rows.clone();
     Ok((model, round_report, evaluation))
 }
@@ -259,7 +288,12 @@ fn invalidate_from(out: &Path, round: usize, rounds: usize) -> Result<()> {
     };
     for r in round..=rounds {
         let dirs = StageDirs::new(out, &round_model_name(r, rounds));
-        if r == round && !dirs.final_model.join(REPORT_FILE).exists() {
+        let trained = dirs.final_model.join(REPORT_FILE).exists()
+            || dirs
+                .final_model
+                .join(super::external::TRAINED_FILE)
+                .exists();
+        if r == round && !trained {
             // Not trained yet (the usual case): nothing to invalidate.
             return Ok(());
         }
