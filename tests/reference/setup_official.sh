@@ -12,7 +12,8 @@ mkdir -p "$dest"
 if [ ! -x "$dest/venv/bin/python" ]; then
   python3 -m venv "$dest/venv"
   "$dest/venv/bin/pip" install -q "torch==2.3.1" "transformers==4.40.0" "tokenizers==0.19.1" \
-    "accelerate==0.29.3" "numpy==1.26.4" "pillow==10.3.0" "einops==0.6.1" safetensors
+    "accelerate==0.29.3" "numpy==1.26.4" "pillow==10.3.0" "einops==0.6.1" safetensors \
+    "datasets<2.20" "huggingface-hub<0.24" "tyro<0.9" pyyaml   # imported by train.py (official_loader.py)
 fi
 if [ ! -d "$dest/ReDiff/train/llava" ]; then
   src=${1:-https://github.com/jiyt17/ReDiff}
@@ -20,3 +21,4 @@ if [ ! -d "$dest/ReDiff/train/llava" ]; then
   git -C "$dest/ReDiff" checkout -q 52604ca
 fi
 echo "ready: $dest/venv/bin/python tests/reference/official_parity.py --official $dest/ReDiff"
+echo "       $dest/venv/bin/python tests/reference/official_loader.py --official $dest/ReDiff"

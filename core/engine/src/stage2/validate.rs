@@ -27,17 +27,23 @@ pub enum DropReason {
     Unchanged,
     /// `org` or `target` is empty.
     Empty,
+    /// `org` occurs only without a leading space (at the start of the
+    /// answer, with a byte-level BPE): the reference trainer searches for
+    /// `org`'s leading-space form, would not find it, and would train the
+    /// draft's wrong text as the target.
+    NoLeadingSpace,
 }
 
 impl DropReason {
     /// Every reason, in report order.
-    pub const ALL: [DropReason; 6] = [
+    pub const ALL: [DropReason; 7] = [
         DropReason::NotFound,
         DropReason::LengthMismatch,
         DropReason::DuplicateOrg,
         DropReason::Overlap,
         DropReason::Unchanged,
         DropReason::Empty,
+        DropReason::NoLeadingSpace,
     ];
 
     /// The kebab-case name used in journals and reports.
@@ -49,6 +55,7 @@ impl DropReason {
             DropReason::Overlap => "overlap",
             DropReason::Unchanged => "unchanged",
             DropReason::Empty => "empty",
+            DropReason::NoLeadingSpace => "no-leading-space",
         }
     }
 }
@@ -129,6 +136,13 @@ pub fn validate_pairs(
                 continue;
             }
         };
+        // The reference (`train.py`, `_get_item`) locates
+        // `encode('dummy ' + org)[1:]`: the leading-space form of `org`.
+        let spaced = tokenizer.encode(&format!(" {}", pair.org))?;
+        if !spaced.is_empty() && !draft.windows(spaced.len()).any(|w| w == spaced.as_slice()) {
+            out.dropped.push(drop(DropReason::NoLeadingSpace));
+            continue;
+        }
         let span = located.positions();
         if taken
             .iter()
