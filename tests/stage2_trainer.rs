@@ -28,7 +28,12 @@ case "$mode" in
   fail) echo "planted failure: CUDA out of memory" >&2; exit 3 ;;
   silent) exit 0 ;;
   slow) sleep 60 ;;
-  hold-2) if [ "$round" = 2 ]; then while [ ! -e "$control/go" ]; do sleep 0.1; done; fi ;;
+  hold-2) if [ "$round" = 2 ]; then
+            while [ ! -e "$control/go" ]; do
+              if [ -e "$control/abandon" ]; then echo "abandoned"; exit 9; fi
+              sleep 0.1
+            done
+          fi ;;
 esac
 mkdir -p "$output" && cp -R "$input"/. "$output"/
 echo "stand-in trainer: wrote $output"
@@ -88,14 +93,12 @@ fn two_rounds_resume_after_kill_9_without_rerunning_a_finished_command() {
     // Wait until round 2's command is running, then kill rediff outright.
     let log2 = out.join("stage2/round-2/trainer.log");
     let t = Instant::now();
-    let pid = loop {
-        if let Some(pid) = std::fs::read_to_string(&log2).ok().and_then(|l| {
-            l.lines()
-                .find_map(|x| x.strip_prefix("==> pid ").map(str::to_string))
-        }) {
-            if calls(&control, 2) == 1 {
-                break pid;
-            }
+    loop {
+        let started = std::fs::read_to_string(&log2)
+            .map(|l| l.contains("stand-in trainer: round 2"))
+            .unwrap_or(false);
+        if started && calls(&control, 2) == 1 {
+            break;
         }
         assert!(
             t.elapsed() < Duration::from_secs(600),
@@ -103,13 +106,24 @@ fn two_rounds_resume_after_kill_9_without_rerunning_a_finished_command() {
         );
         assert!(child.try_wait().unwrap().is_none(), "rediff ended early");
         std::thread::sleep(Duration::from_millis(100));
-    };
+    }
     child.kill().unwrap();
     child.wait().unwrap();
-    // The orphaned stand-in is in its own process group: end it as a crash would.
-    let _ = std::process::Command::new("kill")
-        .args(["-9", &format!("-{pid}")])
-        .status();
+    // The orphaned stand-in (in its own process group) gives up on its own;
+    // no signal is sent to a process this test did not start.
+    std::fs::write(control.join("abandon"), "").unwrap();
+    let t = Instant::now();
+    while !std::fs::read_to_string(&log2)
+        .unwrap_or_default()
+        .contains("abandoned")
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "the stand-in did not stop"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::fs::remove_file(control.join("abandon")).unwrap();
     assert_eq!(calls(&control, 1), 1);
     let journal = std::fs::read_to_string(out.join("stage2/round-1/trainer.jsonl")).unwrap();
     assert!(
