@@ -36,7 +36,7 @@ use rediff_api::policy::RefinementPolicy;
 use rediff_api::schedule::{uniform_unmask_counts, NoiseSchedule};
 use rediff_api::tokens::{SpecialTokens, TextTokenizer};
 use rediff_engine::sampler::{Sampler, SamplerSettings};
-use rediff_llada_v::testing::{cached_checkpoint, TinySpec};
+use rediff_llada_v::testing::{cached_checkpoint, process_memory_mib, TinySpec};
 use rediff_llada_v::{LladaVBackend, LladaVOptions};
 use rediff_standard::{NoRefinement, Threshold, ThresholdOptions};
 use serde::{Deserialize, Serialize};
@@ -352,7 +352,7 @@ fn run(args: &BenchArgs) -> anyhow::Result<String> {
         let (logit_error, argmax_agreement) = match (&reference, m.error.is_none()) {
             (Some(r), true) => {
                 let p = read_probe(&probe)?;
-                let (e, a) = compare_probe(&p, r, model_vocab(&geometry));
+                let (e, a) = compare_probe(&p, r, geometry.vocab as usize);
                 (Some(e), Some(a))
             }
             _ => (None, None),
@@ -393,10 +393,6 @@ fn run(args: &BenchArgs) -> anyhow::Result<String> {
     std::fs::write(&args.out, serde_json::to_string_pretty(&json)?)
         .with_context(|| args.out.display().to_string())?;
     Ok(table)
-}
-
-fn model_vocab(g: &Geometry) -> usize {
-    g.vocab as usize
 }
 
 fn render(args: &BenchArgs, rows: &[Row]) -> String {
@@ -445,20 +441,6 @@ fn render(args: &BenchArgs, rows: &[Row]) -> String {
     t
 }
 
-/// `(RssAnon, VmHWM)` of this process in MiB.
-fn memory() -> (f64, f64) {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse::<f64>().ok())
-            .map_or(f64::NAN, |kb| kb / 1024.0)
-    };
-    (field("RssAnon:"), field("VmHWM:"))
-}
-
 /// Measures one configuration in this process.
 fn measure(args: &BenchArgs, config: Config, probe: &Path) -> Measured {
     let mut m = Measured {
@@ -483,7 +465,7 @@ fn measure(args: &BenchArgs, config: Config, probe: &Path) -> Measured {
 fn measure_into(args: &BenchArgs, m: &mut Measured, probe: &Path) -> anyhow::Result<()> {
     let spec = TinySpec::named(&args.size)?;
     let dir = cached_checkpoint(&args.size, &spec)?;
-    let before = memory();
+    let before = process_memory_mib();
     let t = Instant::now();
     let model = LladaVBackend::load(
         &dir,
@@ -494,9 +476,9 @@ fn measure_into(args: &BenchArgs, m: &mut Measured, probe: &Path) -> anyhow::Res
         },
     )?;
     m.load_seconds = t.elapsed().as_secs_f64();
-    let after = memory();
+    let after = process_memory_mib();
     m.weights_mib = after.0 - before.0;
-    m.load_peak_mib = after.1 - before.1;
+    m.load_peak_mib = after.2 - before.2;
     let side = args.image;
     let prompt = Prompt {
         image: Some(Arc::new(rediff_formats::source_from_rgb(

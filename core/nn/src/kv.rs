@@ -54,6 +54,48 @@ impl LayerKv {
     }
 }
 
+/// Every layer's keys and values from one full pass, with the geometry
+/// they were computed for: what a backend keeps in the sampler's
+/// `KvCache` between steps.
+#[derive(Debug, Clone)]
+pub struct PassKv {
+    /// One entry per layer, over `[prompt | response]`.
+    pub layers: Vec<LayerKv>,
+    /// Rows of the batch.
+    pub batch: usize,
+    /// Prompt positions (padded length).
+    pub prefix_len: usize,
+    /// Response positions.
+    pub response_len: usize,
+}
+
+impl PassKv {
+    /// Whether a window pass over `batch x (prefix_len + response_len)`
+    /// positions recomputing `window` of the response can reuse these; the
+    /// reason when not.
+    pub fn check_window(
+        &self,
+        batch: usize,
+        prefix_len: usize,
+        response_len: usize,
+        window: &std::ops::Range<usize>,
+    ) -> std::result::Result<(), String> {
+        let (b, p, l) = (batch, prefix_len, response_len);
+        if (self.batch, self.prefix_len, self.response_len) != (b, p, l) {
+            return Err(format!(
+                "the cached keys and values are for {} x ({} + {}) positions, not {b} x ({p} + {l})",
+                self.batch, self.prefix_len, self.response_len
+            ));
+        }
+        if window.is_empty() || window.end > l {
+            return Err(format!(
+                "cache window {window:?} outside the {l}-token response"
+            ));
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

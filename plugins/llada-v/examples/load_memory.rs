@@ -16,23 +16,9 @@ use std::time::Instant;
 
 use candle_core::{DType, Device};
 use rediff_api::device::WeightDtype;
-use rediff_llada_v::testing::{cached_checkpoint, TinySpec};
+use rediff_llada_v::testing::{cached_checkpoint, process_memory_mib, TinySpec};
 use rediff_llada_v::weights::ShardedWeights;
 use rediff_llada_v::{LladaV, LladaVOptions};
-
-/// `(RssAnon, RssFile, VmHWM)` of this process in MiB, from /proc/self/status.
-fn memory() -> (f64, f64, f64) {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse::<f64>().ok())
-            .map_or(f64::NAN, |kb| kb / 1024.0)
-    };
-    (field("RssAnon:"), field("RssFile:"), field("VmHWM:"))
-}
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -46,12 +32,12 @@ fn main() -> anyhow::Result<()> {
     let spec = TinySpec::named(size)?;
     let dir = cached_checkpoint(size, &spec)?;
     let stored = ShardedWeights::open(&dir)?.data_bytes() as f64 / 1048576.0;
-    let before = memory();
+    let before = process_memory_mib();
     let t = Instant::now();
     let cfg = rediff_llada_v::network::read_config(&dir)?;
     let net = LladaV::load_quantized(&dir, cfg, dtype, &Device::Cpu, &quant)?;
     let seconds = t.elapsed().as_secs_f64();
-    let after = memory();
+    let after = process_memory_mib();
     let elem = dtype.size_in_bytes() as f64;
     let stored_elem = spec.dtype.size_in_bytes() as f64;
     println!(

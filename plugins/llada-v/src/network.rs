@@ -9,7 +9,7 @@ use rediff_api::cache::{CachedPass, KvCache};
 use rediff_api::device::QuantType;
 use rediff_api::image::SourceImage;
 use rediff_api::{Error, Result};
-use rediff_nn::kv::LayerKv;
+use rediff_nn::kv::PassKv;
 
 use crate::anyres::AnyresLayout;
 use crate::config::LladaVConfig;
@@ -300,7 +300,7 @@ impl LladaV {
                 let (h, layers) =
                     self.lm
                         .hidden_states_kv(&x, &positions(0, p + l), &pad, None, true)?;
-                cache.set(LladaKv {
+                cache.set(PassKv {
                     layers,
                     batch,
                     prefix_len: p,
@@ -309,20 +309,10 @@ impl LladaV {
                 Ok(self.lm.head(&h.narrow(1, p, l)?)?)
             }
             CachedPass::Window(w) => {
-                let kv = cache.get::<LladaKv>().ok_or_else(|| {
+                let kv = cache.get::<PassKv>().ok_or_else(|| {
                     Error::invalid("a cached window pass before any full pass of llada-v")
                 })?;
-                if (kv.batch, kv.prefix_len, kv.response_len) != (batch, p, l) {
-                    return Err(Error::invalid(format!(
-                        "the cached keys and values are for {} x ({} + {}) positions, not {batch} x ({p} + {l})",
-                        kv.batch, kv.prefix_len, kv.response_len
-                    )));
-                }
-                if w.is_empty() || w.end > l {
-                    return Err(Error::invalid(format!(
-                        "cache window {w:?} outside the {l}-token response"
-                    )));
-                }
+                kv.check_window(batch, p, l, &w).map_err(Error::invalid)?;
                 let x = self.lm.embed(&response.narrow(1, w.start, w.len())?)?;
                 let (h, _) = self.lm.hidden_states_kv(
                     &x,
@@ -362,15 +352,6 @@ pub enum Quantization {
     Quantize(QuantType),
     /// Read already quantized from this GGUF file (see [`crate::quant::write_gguf`]).
     Gguf(std::path::PathBuf),
-}
-
-/// What a full cached pass keeps: every layer's keys and values over
-/// `[prompt | response]` and the geometry they were computed for.
-struct LladaKv {
-    layers: Vec<LayerKv>,
-    batch: usize,
-    prefix_len: usize,
-    response_len: usize,
 }
 
 /// Reads and validates `config.json`, naming the file on failure.

@@ -340,3 +340,19 @@ pub fn write_random_checkpoint(dir: &Path, spec: &TinySpec, seed: u64) -> Result
     rediff_nn::checkpoint::write_json(&dir.join("config.json"), &published_config(spec))?;
     tiny_tokenizer()?.save(&dir.join("tokenizer.json"))
 }
+
+/// `(RssAnon, RssFile, VmHWM)` of this process in MiB, from
+/// `/proc/self/status` (NaN where it cannot be read); for the memory
+/// measurements of the examples and benchmarks.
+pub fn process_memory_mib() -> (f64, f64, f64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<f64>().ok())
+            .map_or(f64::NAN, |kb| kb / 1024.0)
+    };
+    (field("RssAnon:"), field("RssFile:"), field("VmHWM:"))
+}

@@ -15,7 +15,7 @@ use rediff_api::model::{ModelBackend, Prompt, PromptContext};
 use rediff_api::tokens::{SpecialTokens, TextTokenizer};
 use rediff_api::{Error, Result};
 use rediff_nn::checkpoint::{load_varmap, save_varmap, write_json};
-use rediff_nn::kv::LayerKv;
+use rediff_nn::kv::PassKv;
 use rediff_nn::seeded_init::seeded_var_builder;
 
 use crate::config::{TinyVlmConfig, EMBEDDING_STD, MODEL_TYPE};
@@ -160,20 +160,10 @@ impl TinyVlm {
         let (mut x, stored, start, keep) = match &pass {
             CachedPass::Full => (Tensor::cat(&[prefix, &embed(0, l)?], 1)?, None, 0, true),
             CachedPass::Window(w) => {
-                let kv = cache.get::<TinyKv>().ok_or_else(|| {
+                let kv = cache.get::<PassKv>().ok_or_else(|| {
                     Error::invalid("a cached window pass before any full pass of tiny-vlm")
                 })?;
-                if (kv.batch, kv.prefix_len, kv.response_len) != (batch, p, l) {
-                    return Err(Error::invalid(format!(
-                        "the cached keys and values are for {} x ({} + {}) positions, not {batch} x ({p} + {l})",
-                        kv.batch, kv.prefix_len, kv.response_len
-                    )));
-                }
-                if w.is_empty() || w.end > l {
-                    return Err(Error::invalid(format!(
-                        "cache window {w:?} outside the {l}-token response"
-                    )));
-                }
+                kv.check_window(batch, p, l, w).map_err(Error::invalid)?;
                 (embed(w.start, w.len())?, Some(kv), p + w.start, false)
             }
         };
@@ -194,7 +184,7 @@ impl TinyVlm {
         let x = self.norm.forward(&x.narrow(1, n - tail, tail)?, false)?;
         let logits = crate::layers::dense(&x, &self.lm_head, frozen.map(|f| &f.lm_head))?;
         if keep {
-            cache.set(TinyKv {
+            cache.set(PassKv {
                 layers: kept,
                 batch,
                 prefix_len: p,
@@ -257,14 +247,6 @@ pub fn patchify(images: &[&SourceImage], cfg: &TinyVlmConfig, device: &Device) -
         (images.len(), cfg.num_patches(), dim),
         device,
     )?)
-}
-
-/// What a full cached pass keeps (see [`TinyVlm::forward_cached`]).
-struct TinyKv {
-    layers: Vec<LayerKv>,
-    batch: usize,
-    prefix_len: usize,
-    response_len: usize,
 }
 
 /// Encoded prompts of the tiny model: the embedded prefix.
