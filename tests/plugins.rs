@@ -19,7 +19,6 @@ use rediff_engine::stage2::{ReviewOutcome, ReviewRecord};
 /// Built plugin libraries, each copied under its own name (the dynamic
 /// loader caches libraries by path).
 struct Built {
-    _dir: tempfile::TempDir,
     files: BTreeMap<String, PathBuf>,
 }
 
@@ -135,12 +134,19 @@ fn workspace_with_api_version(dir: &Path, version: &str) -> PathBuf {
 fn built() -> &'static Built {
     static BUILT: OnceLock<Built> = OnceLock::new();
     BUILT.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
+        // Each variant is copied out of cargo's output (the next build
+        // overwrites it) into the target directory: a static is never
+        // dropped, so a temporary directory here would leak its half a
+        // gigabyte of libraries on every run. Old copies are unlinked, not
+        // overwritten, so a process still running on them is unharmed.
+        let dir = profile_dir().join("plugin-tests");
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).unwrap();
+        }
+        std::fs::create_dir_all(&dir).unwrap();
         let mut files = BTreeMap::new();
         let mut keep = |name: &str, from: PathBuf| {
-            let to = dir
-                .path()
-                .join(format!("{name}{}", std::env::consts::DLL_SUFFIX));
+            let to = dir.join(format!("{name}{}", std::env::consts::DLL_SUFFIX));
             std::fs::copy(&from, &to).unwrap();
             files.insert(name.to_string(), to);
         };
@@ -166,7 +172,7 @@ fn built() -> &'static Built {
             "version",
             cargo_build_in(Some(&ws), "rediff-test-faulty-plugin", None),
         );
-        Built { _dir: dir, files }
+        Built { files }
     })
 }
 

@@ -129,17 +129,24 @@ pub fn run_pipeline(pipeline: &Path, out: &Path, extra: &[&str]) -> Output {
     output
 }
 
-/// One tiny run shared by every test that only needs trained checkpoints.
+/// One tiny run shared by every test (of this test binary) that only needs
+/// trained checkpoints. It lives in the target directory, replaced on every
+/// run: a static is never dropped, so a temporary directory would leak.
 pub fn trained_run() -> &'static Path {
-    static RUN: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
-    let (_, out) = RUN.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        let pipeline = write(dir.path(), "tiny.toml", TINY);
-        let out = dir.path().join("run");
+    static RUN: OnceLock<PathBuf> = OnceLock::new();
+    RUN.get_or_init(|| {
+        let exe = std::env::current_exe().unwrap();
+        let name = exe.file_stem().unwrap().to_string_lossy().to_string();
+        let dir = exe.parent().unwrap().join("trained-runs").join(name);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).unwrap();
+        }
+        std::fs::create_dir_all(&dir).unwrap();
+        let pipeline = write(&dir, "tiny.toml", TINY);
+        let out = dir.join("run");
         run_pipeline(&pipeline, &out, &[]);
-        (dir, out)
-    });
-    out
+        out
+    })
 }
 
 /// Copies `from` into `to`, recursively.
