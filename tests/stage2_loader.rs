@@ -22,7 +22,7 @@ fn fixtures() -> PathBuf {
 /// Drafts and the pairs an expert proposed for them: at the start of the
 /// answer, in the middle, before the final period, several per draft, an
 /// `org` that occurs twice, multi-token words, and pairs rediff drops.
-const CASES: [(&str, &[(&str, &str)]); 8] = [
+const CASES: [(&str, &[(&str, &str)]); 10] = [
     (
         "a red circle on the left .",
         &[("red", "green"), ("circle", "square")],
@@ -55,11 +55,23 @@ const CASES: [(&str, &[(&str, &str)]); 8] = [
         "a circle on the right .",
         &[("a circle", "a square"), ("right", "left")],
     ),
+    (
+        // "red" occurs bare (after the parenthesis) before its
+        // leading-space form: the official loader marks the latter.
+        "a shape (red) next to a red circle .",
+        &[("red", "green")],
+    ),
+    (
+        // "red" -> "big" is two tokens to two bare, but " red" -> " big"
+        // is two to one: the official loader skips it, so rediff drops it.
+        "a tag (red) on a red square .",
+        &[("red", "big")],
+    ),
 ];
 
-/// The dataset rediff writes for [`CASES`], and per record the response
+/// The dataset rediff writes for [`CASES`], and per record the answer
 /// positions its kept pairs cover (as rediff located them).
-fn dataset() -> (Vec<Conversation>, Vec<usize>) {
+fn dataset() -> (Vec<Conversation>, Vec<Vec<usize>>) {
     let tokenizer =
         rediff_formats::HfTokenizer::from_file(&fixtures().join("loader/tokenizer/tokenizer.json"))
             .unwrap();
@@ -83,18 +95,24 @@ fn dataset() -> (Vec<Conversation>, Vec<usize>) {
                 rediff_engine::stage2::DropReason::NoLeadingSpace
             );
         }
+        if draft.starts_with("a tag") {
+            assert_eq!(
+                validation.dropped[0].reason,
+                rediff_engine::stage2::DropReason::LengthMismatch
+            );
+        }
         let kept = validation.kept_pairs();
-        covered.push(
-            kept.iter()
-                .map(|p| {
-                    rediff_api::spans::locate_pair(&tokenizer, &ids, p)
-                        .unwrap()
-                        .unwrap()
-                        .target
-                        .len()
-                })
-                .sum(),
-        );
+        let mut positions: Vec<usize> = kept
+            .iter()
+            .flat_map(|p| {
+                rediff_api::spans::locate_pair(&tokenizer, &ids, p)
+                    .unwrap()
+                    .unwrap()
+                    .positions()
+            })
+            .collect();
+        positions.sort_unstable();
+        covered.push(positions);
         let sample = Sample::new(
             format!("stage2-r1-{i:05}"),
             PathBuf::from("tiny.png"),
@@ -146,8 +164,18 @@ fn the_official_loader_accepts_every_record_and_locates_every_kept_pair() {
         );
         assert_eq!(
             row["revise_positions"].as_u64().unwrap() as usize,
-            *covered,
+            covered.len(),
             "the official loader marks other positions than rediff: {row}"
+        );
+        let official: Vec<usize> = row["revise_answer_positions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p.as_u64().unwrap() as usize)
+            .collect();
+        assert_eq!(
+            &official, covered,
+            "the official loader marks other answer positions than rediff: {row}"
         );
     }
 }

@@ -10,8 +10,8 @@ SigLIP image processor, lazy preprocessing. For every record it calls `_get_item
 `__getitem__` wrapper retries *other* records on an exception, which would hide a failure)
 and records whether it loaded, how many of its `revise` pairs the loader located (the same
 search `_get_item` runs: the first occurrence of `'dummy ' + org` minus its first token, at a
-position > 0, with `org` and `target` of equal token length) and how many positions its
-`revise_indices` mark.
+position > 0, with `org` and `target` of equal token length), how many positions its
+`revise_indices` mark and which (counted from the answer's first token).
 
 The tokenizer: `_get_item` encodes `'dummy ' + org` and drops the first id, which assumes
 `dummy` is one token (true of LLaDA's 126k BPE, whose words carry their leading space; the
@@ -68,6 +68,18 @@ def make_tokenizer(checkpoint, out_dir):
     with open(os.path.join(out_dir, "tokenizer.json"), "w") as f:
         json.dump(tok, f, ensure_ascii=False)
     return out_dir
+
+
+def answer_positions(item, answer_ids):
+    """The positions `revise_indices` marks, counted from the answer's first token (where
+    the answer's own tokens start in `input_ids`: the preprocessing leaves the assistant
+    header unignored too, so labels do not tell)."""
+    ids = item["input_ids"].tolist()
+    n = len(answer_ids)
+    starts = [j for j in range(len(ids) - n + 1) if ids[j : j + n] == answer_ids]
+    assert starts, "the answer's tokens are not in input_ids"
+    marked = item["revise_indices"].nonzero().flatten().tolist()
+    return [j - starts[-1] for j in marked]
 
 
 def main():
@@ -128,6 +140,10 @@ def main():
             pairs=len(raw.get("revise", [])),
             pairs_located=located,
             revise_positions=int(item["revise_indices"].sum().item()),
+            # Where the marked positions sit in the answer (0 = its first token).
+            revise_answer_positions=answer_positions(
+                item, tokenizer.encode(raw["conversations"][1]["value"], add_special_tokens=False)
+            ),
             image_tiles=int(item["image"][0][0].shape[0]) if item["image"][0][0].dim() == 4 else 1,
         )
         records.append(row)

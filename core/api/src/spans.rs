@@ -49,15 +49,17 @@ fn occurrences(haystack: &[u32], needle: &[u32]) -> Vec<usize> {
 /// Fails with [`SkipReason::PairLengthMismatch`] when `org` and `target`
 /// tokenize to different lengths and with [`SkipReason::PairNotFound`] when
 /// `org` does not occur. Byte-level BPE tokenizers encode a word differently
-/// after a space, so both `org` and `" " + org` are tried, and `target` is
-/// encoded the same way as the variant that matched.
+/// after a space, so `" " + org` is tried first (the form a word takes
+/// inside a sentence, and the only one the reference's loader looks for),
+/// then bare `org` (a word that starts the answer or follows punctuation);
+/// `target` is encoded the same way as the variant that matched.
 pub fn locate_pair(
     tokenizer: &TextTokenizer,
     answer: &[u32],
     pair: &RevisePair,
 ) -> crate::Result<Result<LocatedPair, SkipReason>> {
     let mut length_mismatch = false;
-    for prefix in ["", " "] {
+    for prefix in [" ", ""] {
         let org = tokenizer.encode(&format!("{prefix}{}", pair.org))?;
         let target = tokenizer.encode(&format!("{prefix}{}", pair.target))?;
         if org.len() != target.len() {

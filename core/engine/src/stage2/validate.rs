@@ -143,6 +143,12 @@ pub fn validate_pairs(
             out.dropped.push(drop(DropReason::NoLeadingSpace));
             continue;
         }
+        // It also skips a pair whose leading-space forms differ in length,
+        // though the bare forms may not.
+        if tokenizer.encode(&format!(" {}", pair.target))?.len() != spaced.len() {
+            out.dropped.push(drop(DropReason::LengthMismatch));
+            continue;
+        }
         let span = located.positions();
         if taken
             .iter()
