@@ -142,6 +142,7 @@ fn interrupted_run_resumes_to_the_same_report() {
         retry_all: false,
         progress: false,
         interrupt: flag,
+        shard: Default::default(),
     };
     let straight =
         pipeline::run(&cfg, &registry, &options("straight", false, Arc::default())).unwrap();

@@ -86,6 +86,7 @@ fn run(out: &Path, resume: bool, counter: &Arc<Counter>) -> Report {
         retry_all: false,
         progress: false,
         interrupt: Arc::default(),
+        shard: Default::default(),
     };
     pipeline::run(&config(), &registry(counter), &options).unwrap()
 }
@@ -309,4 +310,94 @@ fn the_exported_dataset_reads_back_as_the_training_set() {
     let mut logged = read_conversations(&round.join("dataset.jsonl")).unwrap();
     logged.sort_by(|a, b| a.id.cmp(&b.id));
     assert_eq!(logged, conversations);
+}
+
+/// Shard 0 (`pipeline::run`) and shard 1 (`pipeline::follow`) of two, on
+/// threads sharing `out`.
+fn run_two_shards(
+    out: &Path,
+    resume: bool,
+    counter: &Arc<Counter>,
+) -> (
+    rediff_api::Result<Report>,
+    rediff_api::Result<Vec<pipeline::SliceReport>>,
+) {
+    let stop_lead = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let options = |index: usize| RunOptions {
+        out_dir: out.to_path_buf(),
+        resume,
+        accept_changes: false,
+        retry_all: false,
+        progress: false,
+        interrupt: if index == 0 {
+            stop_lead.clone()
+        } else {
+            Arc::default()
+        },
+        shard: pipeline::Shard { index, count: 2 },
+    };
+    std::thread::scope(|s| {
+        let follower = s.spawn(|| pipeline::follow(&config(), &registry(counter), &options(1)));
+        let lead = s.spawn(|| pipeline::run(&config(), &registry(counter), &options(0)));
+        let started = std::time::Instant::now();
+        let mut follower = Some(follower);
+        let mut followed = None;
+        // A follower that fails before its slice is done would leave the
+        // lead waiting: interrupt the lead (as Ctrl-C would) so the test
+        // ends and shows the follower's error.
+        while !lead.is_finished() {
+            if follower.as_ref().is_some_and(|f| f.is_finished()) {
+                let result = follower.take().unwrap().join().unwrap();
+                if result.is_err() {
+                    stop_lead.store(true, Ordering::SeqCst);
+                }
+                followed = Some(result);
+            }
+            if started.elapsed() > std::time::Duration::from_secs(300) {
+                stop_lead.store(true, Ordering::SeqCst);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let followed = match follower {
+            Some(f) => f.join().unwrap(),
+            None => followed.unwrap(),
+        };
+        (lead.join().unwrap(), followed)
+    })
+}
+
+#[test]
+fn a_sharded_round_with_too_few_reviews_stops_every_shard_and_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let down = Arc::new(Counter {
+        fail_every: 1,
+        ..Default::default()
+    });
+    let (lead, follower) = run_two_shards(&out, false, &down);
+    let lead = lead.unwrap_err().to_string();
+    assert!(lead.contains("below min_reviewed"), "{lead}");
+    let follower = follower.unwrap_err().to_string();
+    assert!(
+        follower.contains("shard 0's verdict") && follower.contains("below min_reviewed"),
+        "{follower}"
+    );
+    assert_eq!(down.calls.lock().unwrap().len(), 24);
+    // The failed verdict reopened both slices: resumed, each shard resends
+    // its own failures once, and the round trains on the same set one
+    // process gets.
+    let round = out.join("stage2/round-1");
+    assert!(!round.join("shard-0-of-2/done.json").exists());
+    let steady = Arc::new(Counter::default());
+    let (lead, follower) = run_two_shards(&out, true, &steady);
+    let slices = follower.unwrap();
+    let report = lead.unwrap();
+    assert_eq!(slices.len(), 1);
+    assert_eq!(steady.calls.lock().unwrap().len(), 24);
+    assert_eq!(report.stage2.as_ref().unwrap().rounds[0].expert.failed, 0);
+    let single = dir.path().join("single");
+    run(&single, false, &Arc::new(Counter::default()));
+    let dataset =
+        |run: &Path| std::fs::read_to_string(run.join("stage2/round-1/dataset.json")).unwrap();
+    assert_eq!(dataset(&out), dataset(&single));
 }

@@ -71,6 +71,7 @@ fn run_lib(file: &Path, out: &Path, resume: bool) -> rediff_api::Result<rediff_r
         retry_all: false,
         progress: false,
         interrupt: Arc::default(),
+        shard: Default::default(),
     };
     pipeline::run(&cfg, &common::builtin_registry(), &options)
 }

@@ -65,6 +65,16 @@ pub struct RunArgs {
     #[arg(long)]
     dry_run: bool,
 
+    /// Draft Stage II with N processes on one run directory (one per GPU:
+    /// give each its own with CUDA_VISIBLE_DEVICES). This process drafts
+    /// and sends to the expert slice I (0-based) of every round's drafts.
+    /// Shard 0 does everything else (data, Stage I, training each round on
+    /// every shard's drafts, evaluation, report); the others wait for its
+    /// models. Same seed, same round datasets as one process. Resume each
+    /// shard with the same --shard and --resume.
+    #[arg(long, value_name = "I/N", conflicts_with_all = ["seeds", "dry_run"])]
+    shard: Option<pipeline::Shard>,
+
     /// Load a plugin library (a `cdylib` built with rediff_api::export_plugin!)
     /// before building components; repeatable, after the pipeline's
     /// `[[plugins]]`. A plugin is native code that runs with your privileges.
@@ -122,7 +132,32 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         accept_changes: args.accept_changes,
         progress: !args.quiet,
         interrupt,
+        shard: args.shard.unwrap_or_default(),
     };
+    if !opts.shard.is_lead() {
+        let slices = match pipeline::follow(&cfg, &registry, &opts) {
+            Err(rediff_api::Error::Interrupted) => {
+                anyhow::bail!("interrupted; continue with the same command and --resume")
+            }
+            other => other?,
+        };
+        for s in &slices {
+            outln!(
+                "round {}: shard {} drafted {} and journaled {} expert reviews in {:.0} s",
+                s.round,
+                opts.shard,
+                s.drafts,
+                s.reviews,
+                s.seconds
+            );
+        }
+        outln!(
+            "shard {} is done; shard 0 writes the report in {}",
+            opts.shard,
+            out.display()
+        );
+        return Ok(());
+    }
     let seeds = args.seeds.clone().unwrap_or_else(|| cfg.seeds.clone());
     let outcome = if seeds.is_empty() {
         pipeline::run(&cfg, &registry, &opts)

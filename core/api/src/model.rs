@@ -107,6 +107,13 @@ pub trait ModelBackend: Send + Sync {
     /// Device the weights live on.
     fn device(&self) -> &Device;
 
+    /// How to load another checkpoint of this model so it runs like this
+    /// one: same device, same weight precision (Stage II loads each round's
+    /// trained model with it). Default: this device, `f32` weights.
+    fn load_options(&self) -> crate::registry::LoadOptions {
+        crate::registry::LoadOptions::new(self.device().clone(), candle_core::DType::F32)
+    }
+
     /// The prompt ids for a question about an image (applies the backend's
     /// chat template and image placeholder).
     fn prompt_ids(&self, question: &str) -> Result<Vec<u32>>;

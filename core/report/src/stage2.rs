@@ -123,6 +123,14 @@ pub struct RoundReport {
     pub failed: Option<String>,
     /// A few drafts with their corrections.
     pub examples: Vec<CorrectionExample>,
+    /// Processes that drafted the round (`rediff run --shard I/N`); 0 or 1:
+    /// one process. Drafting and expert seconds are then the lead's own.
+    #[serde(default, skip_serializing_if = "is_one_process")]
+    pub shards: usize,
+}
+
+fn is_one_process(shards: &usize) -> bool {
+    *shards <= 1
 }
 
 /// A round trained outside rediff (the `command` trainer, say).

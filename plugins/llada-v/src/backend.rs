@@ -271,6 +271,23 @@ impl ModelBackend for LladaVBackend {
         &self.options.device
     }
 
+    /// Same device and dtype; a GGUF-loaded model's successors are
+    /// quantized at load to the GGUF's block type (the file holds the old
+    /// weights).
+    fn load_options(&self) -> rediff_api::registry::LoadOptions {
+        let quant = match &self.options.quant {
+            Quantization::None => None,
+            Quantization::Quantize(q) => Some(*q),
+            Quantization::Gguf(path) => crate::quant::GgufWeights::open(path, &Device::Cpu)
+                .ok()
+                .and_then(|g| g.quant_type()),
+        };
+        let mut options =
+            rediff_api::registry::LoadOptions::new(self.options.device.clone(), self.options.dtype);
+        options.quant = quant;
+        options
+    }
+
     fn prompt_ids(&self, question: &str) -> Result<Vec<u32>> {
         let text = self
             .template

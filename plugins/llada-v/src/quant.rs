@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use candle_core::quantized::k_quants::{BlockQ4K, BlockQ8_0, GgmlType};
-use candle_core::quantized::{gguf_file, QMatMul, QStorage, QTensor};
+use candle_core::quantized::{gguf_file, GgmlDType, QMatMul, QStorage, QTensor};
 use candle_core::{Device, Module, Tensor};
 use candle_nn::{Embedding, Linear, VarBuilder};
 use rediff_api::device::QuantType;
@@ -235,6 +235,24 @@ impl GgufWeights {
     /// The file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The block type most of the file's tensors use (`None`: neither
+    /// q8_0 nor q4k).
+    pub fn quant_type(&self) -> Option<QuantType> {
+        let (mut q8, mut q4) = (0usize, 0usize);
+        for info in self.content.tensor_infos.values() {
+            match info.ggml_dtype {
+                GgmlDType::Q8_0 => q8 += 1,
+                GgmlDType::Q4K => q4 += 1,
+                _ => {}
+            }
+        }
+        match (q8, q4) {
+            (0, 0) => None,
+            (a, b) if a >= b => Some(QuantType::Q8_0),
+            _ => Some(QuantType::Q4k),
+        }
     }
 
     /// Whether the file has a tensor `name`.

@@ -129,6 +129,38 @@ fn q8_0_logits_stay_close_to_f32_and_a_gguf_round_trips() {
 }
 
 #[test]
+fn a_models_load_options_reload_its_successors_like_it() {
+    let dir = tempfile::tempdir().unwrap();
+    write_random_checkpoint(dir.path(), &TinySpec::default(), 5).unwrap();
+    let bf16 = LladaVBackend::load(
+        dir.path(),
+        LladaVOptions {
+            dtype: candle_core::DType::BF16,
+            ..Default::default()
+        },
+    )
+    .unwrap()
+    .load_options();
+    assert_eq!((bf16.dtype, bf16.quant), (candle_core::DType::BF16, None));
+    let q8 = load(dir.path(), Quantization::Quantize(QuantType::Q8_0))
+        .unwrap()
+        .load_options();
+    assert_eq!(q8.quant, Some(QuantType::Q8_0));
+    // A GGUF holds the old weights: successors are quantized at load to
+    // the file's block type instead.
+    let gguf = dir.path().join("lm.q8_0.gguf");
+    write_gguf(dir.path(), QuantType::Q8_0, &gguf).unwrap();
+    let from_file = load(dir.path(), Quantization::Gguf(gguf))
+        .unwrap()
+        .load_options();
+    assert_eq!(
+        (from_file.quant, from_file.gguf),
+        (Some(QuantType::Q8_0), None)
+    );
+    assert!(matches!(from_file.device, Device::Cpu));
+}
+
+#[test]
 fn q4k_needs_rows_of_256_and_says_to_use_q8_0() {
     let dir = tempfile::tempdir().unwrap();
     write_random_checkpoint(dir.path(), &TinySpec::default(), 5).unwrap();

@@ -154,10 +154,19 @@ impl ShapesSource {
             let scene = scene::Scene::random(&mut rng, o.min_objects, o.max_objects);
             let img = render::render(&scene, &render_opts, &mut rng);
             let path: PathBuf = dir.join(format!("{name}-{i:05}.png"));
-            img.save(&path).map_err(|e| Error::Image {
+            // Written aside (under a name no other writer uses) and
+            // renamed: another process of the run (a Stage II shard, an
+            // external trainer) may be reading or writing the file.
+            let aside = dir.join(format!(
+                ".{name}-{i:05}.{}-{}.png",
+                std::process::id(),
+                ASIDE.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            ));
+            img.save(&aside).map_err(|e| Error::Image {
                 path: path.clone(),
                 message: e.to_string(),
             })?;
+            std::fs::rename(&aside, &path).map_err(|e| Error::io(&path, e))?;
             let cap = caption::generate(&scene, o.order, o.synonyms, &mut rng);
             samples.push(
                 Sample::new(
@@ -225,6 +234,9 @@ impl DataSource for ShapesSource {
         Some(Arc::new(ShapesScorer))
     }
 }
+
+/// Numbers the images this process writes aside before renaming them.
+static ASIDE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// Registers the `shapes` data source.
 #[derive(Debug, Default, Clone, Copy)]

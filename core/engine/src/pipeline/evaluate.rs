@@ -9,7 +9,7 @@ use std::time::Instant;
 use indicatif::MultiProgress;
 use rediff_api::data::{DataContext, Split};
 use rediff_api::error::{Error, Result};
-use rediff_api::registry::{LoadOptions, Registry};
+use rediff_api::registry::Registry;
 use rediff_nn::checkpoint::{read_json, StageDirs};
 use rediff_report::{DataSummary, Report, JSON_FILE};
 
@@ -103,6 +103,7 @@ pub fn evaluate_run(
         accept_changes: false,
         progress: opts.progress,
         interrupt: Default::default(),
+        shard: Default::default(),
     };
     let multi = opts.progress.then(MultiProgress::new);
     let shared = Shared {
@@ -116,6 +117,7 @@ pub fn evaluate_run(
         items: &items,
         scorer: Some(scorer.as_ref()),
         context: &assembled.context,
+        load: assembled.model.load_options(),
         multi: multi.as_ref(),
         images: std::sync::Mutex::new(images),
     };
@@ -139,7 +141,7 @@ pub fn evaluate_run(
                 dir.display()
             )));
         }
-        let model = registry.load_model(&dir, &LoadOptions::default())?;
+        let model = shared.load_model(&dir)?;
         let evaluation = shared.evaluate(name, model.as_ref(), opts.threads.max(1))?;
         report.results.extend(evaluation.rows);
         report.examples.extend(evaluation.examples);

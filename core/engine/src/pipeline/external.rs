@@ -18,7 +18,6 @@ use super::{BuiltStage2, Shared, REDIFF_BASE};
 use crate::stage2::Journal;
 use rediff_api::error::{Error, Result};
 use rediff_api::model::ModelBackend;
-use rediff_api::registry::LoadOptions;
 use rediff_api::trainer::TrainJob;
 use rediff_nn::checkpoint::{write_json, StageDirs};
 use rediff_report::stage2::ExternalTraining;
@@ -84,15 +83,12 @@ pub(super) fn train_external(
         checkpoint: out.display().to_string(),
     };
     let load = |dir: &Path| {
-        shared
-            .registry
-            .load_model(dir, &LoadOptions::default())
-            .map_err(|e| {
-                Error::invalid(format!(
-                    "Stage II round {round}: the {kind} trainer's checkpoint {} does not load: {e}",
-                    dir.display()
-                ))
-            })
+        shared.load_model(dir).map_err(|e| {
+            Error::invalid(format!(
+                "Stage II round {round}: the {kind} trainer's checkpoint {} does not load: {e}",
+                dir.display()
+            ))
+        })
     };
     // The marker names its round: a trainer that copies its input checkpoint
     // also copies the previous round's marker.

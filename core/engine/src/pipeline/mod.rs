@@ -9,17 +9,20 @@
 //! <out>/data/                         rendered images, tokenizer.json
 //! <out>/checkpoints/<model>/latest/   resumable state (weights, optimizer, progress)
 //! <out>/models/<model>/               final checkpoints (rediff generate --model)
-//! <out>/stage2/round-<r>/             Stage II journals (see crate::stage2)
+//! <out>/stage2/round-<r>/             Stage II journals (see crate::stage2;
+//!                                     sharded runs: see the shard module)
 //! <out>/report.{json,md}, quality_vs_parallelism.png
 //! ```
 
 mod evaluate;
 mod external;
 mod seeds;
+mod shard;
 mod stage2;
 
 pub use evaluate::{evaluate_run, models_of_run, EvalOptions};
 pub use seeds::{aggregate, run_seeds, seed_dir, seed_dirs};
+pub use shard::{Shard, SliceReport};
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -76,6 +79,10 @@ pub struct RunOptions {
     pub progress: bool,
     /// Set on Ctrl-C.
     pub interrupt: Arc<AtomicBool>,
+    /// Which of several processes drafting Stage II this is (`--shard
+    /// I/N`): shard 0 runs the pipeline ([`run`]), the others only draft
+    /// ([`follow`]).
+    pub shard: Shard,
 }
 
 /// A training stage with its components built.
@@ -315,68 +322,44 @@ fn record_configuration(cfg: &PipelineConfig, opts: &RunOptions) -> Result<()> {
             )));
         }
     }
-    std::fs::write(&path, &cfg.source.text).map_err(|e| Error::io(&path, e))
+    // A Stage II shard may be reading it.
+    shard::write_atomically(&path, &cfg.source.text)
 }
 
 /// Runs the whole pipeline and writes the report into `opts.out_dir`.
 pub fn run(cfg: &PipelineConfig, registry: &Registry, opts: &RunOptions) -> Result<Report> {
     let started = Instant::now();
     let out = &opts.out_dir;
+    if !opts.shard.is_lead() {
+        return Err(Error::invalid(format!(
+            "shard {} only drafts: use pipeline::follow",
+            opts.shard
+        )));
+    }
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     record_configuration(cfg, opts)?;
 
     let mut assembled = assemble(cfg, registry)?;
-
-    // Data.
-    let bar = spinner(opts.progress, "preparing data");
-    let data_started = Instant::now();
-    assembled
-        .data
-        .prepare(&DataContext::new(out.join("data"), cfg.seed))?;
-    // Preparing may define the vocabulary (a tokenizer written with the
-    // data): the models every stage builds use the prepared one.
-    if let Some(tokenizer) = assembled.data.tokenizer() {
-        assembled.context.tokenizer = Some(tokenizer);
+    if opts.shard.is_sharded() && assembled.stage2.is_none() {
+        return Err(Error::invalid(
+            "--shard splits Stage II drafting over processes; the pipeline has no [stage2]",
+        ));
     }
-    let train = assembled.data.samples(Split::Train)?;
-    let mut eval = assembled.data.samples(Split::Eval)?;
-    eval.truncate(cfg.eval.samples);
-    // Without ground truth (real captions) the models are trained and saved;
-    // score them with an external benchmark from `rediff generate --images`.
-    let scorer: Option<Arc<dyn CaptionScorer>> = assembled.data.scorer();
-    if scorer.is_none() {
-        tracing::warn!("the data source has no caption scorer: models are trained, not evaluated");
-    }
+    let prepared = prepare_data(cfg, &mut assembled, opts)?;
     let template = assembled.model.as_ref();
-    let mut images = ImageCache::default();
-    let mut examples = Vec::with_capacity(train.len());
-    for s in &train {
-        examples.push(TrainExample {
-            image: images.get(&s.image)?,
-            prompt: template.prompt_ids(&s.question)?,
-            tokens: tokenize_sample(template, s, cfg.gen_length)?,
-        });
-    }
-    let items = eval_items(template, &eval, &mut images)?;
-    let data_seconds = data_started.elapsed().as_secs_f64();
-    bar.finish_and_clear();
+    let multi = opts.progress.then(MultiProgress::new);
+    let shared = prepared.shared(cfg, registry, opts, &assembled, multi.as_ref());
+    let Prepared {
+        train,
+        examples,
+        items,
+        scorer,
+        data_seconds,
+        ..
+    } = &prepared;
+    let (examples, items, data_seconds) = (examples.as_slice(), items.as_slice(), *data_seconds);
 
     // Training and evaluation, one model per stage.
-    let multi = opts.progress.then(MultiProgress::new);
-    let shared = Shared {
-        cfg,
-        registry,
-        opts,
-        schedule: assembled.schedule.as_ref(),
-        samplers: &assembled.samplers,
-        train_samples: &train,
-        examples: &examples,
-        items: &items,
-        scorer: scorer.as_deref(),
-        context: &assembled.context,
-        multi: multi.as_ref(),
-        images: std::sync::Mutex::new(images),
-    };
     let mut pretrain_report = None;
     let mut init = None;
     if let Some(stage) = &assembled.pretrain {
@@ -385,7 +368,7 @@ pub fn run(cfg: &PipelineConfig, registry: &Registry, opts: &RunOptions) -> Resu
             &stage.model_name,
             &stage.synthesizers,
             &stage.config.settings,
-            &examples,
+            examples,
             None,
             cfg.train.data_parallel.max(1),
         )?;
@@ -492,6 +475,170 @@ pub fn run(cfg: &PipelineConfig, registry: &Registry, opts: &RunOptions) -> Resu
     Ok(report)
 }
 
+/// The prepared data every stage shares.
+struct Prepared {
+    train: Vec<Sample>,
+    /// Training samples as the models see them, parallel to `train`.
+    examples: Vec<TrainExample>,
+    items: Vec<EvalItem>,
+    scorer: Option<Arc<dyn CaptionScorer>>,
+    images: ImageCache,
+    data_seconds: f64,
+}
+
+/// Prepares the data source in `<out>/data` and tokenizes every sample.
+fn prepare_data(
+    cfg: &PipelineConfig,
+    assembled: &mut Assembled,
+    opts: &RunOptions,
+) -> Result<Prepared> {
+    let bar = spinner(opts.progress, "preparing data");
+    let started = Instant::now();
+    assembled
+        .data
+        .prepare(&DataContext::new(opts.out_dir.join("data"), cfg.seed))?;
+    // Preparing may define the vocabulary (a tokenizer written with the
+    // data): the models every stage builds use the prepared one.
+    if let Some(tokenizer) = assembled.data.tokenizer() {
+        assembled.context.tokenizer = Some(tokenizer);
+    }
+    let train = assembled.data.samples(Split::Train)?;
+    let mut eval = assembled.data.samples(Split::Eval)?;
+    eval.truncate(cfg.eval.samples);
+    // Without ground truth (real captions) the models are trained and saved;
+    // score them with an external benchmark from `rediff generate --images`.
+    let scorer = assembled.data.scorer();
+    if scorer.is_none() && opts.shard.is_lead() {
+        tracing::warn!("the data source has no caption scorer: models are trained, not evaluated");
+    }
+    let template = assembled.model.as_ref();
+    let mut images = ImageCache::default();
+    let mut examples = Vec::with_capacity(train.len());
+    for s in &train {
+        examples.push(TrainExample {
+            image: images.get(&s.image)?,
+            prompt: template.prompt_ids(&s.question)?,
+            tokens: tokenize_sample(template, s, cfg.gen_length)?,
+        });
+    }
+    let items = eval_items(template, &eval, &mut images)?;
+    bar.finish_and_clear();
+    Ok(Prepared {
+        train,
+        examples,
+        items,
+        scorer,
+        images,
+        data_seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+impl Prepared {
+    /// What every model's work shares (the image cache moves into it).
+    fn shared<'a>(
+        &'a self,
+        cfg: &'a PipelineConfig,
+        registry: &'a Registry,
+        opts: &'a RunOptions,
+        assembled: &'a Assembled,
+        multi: Option<&'a MultiProgress>,
+    ) -> Shared<'a> {
+        Shared {
+            cfg,
+            registry,
+            opts,
+            schedule: assembled.schedule.as_ref(),
+            samplers: &assembled.samplers,
+            train_samples: &self.train,
+            examples: &self.examples,
+            items: &self.items,
+            scorer: self.scorer.as_deref(),
+            context: &assembled.context,
+            load: assembled.model.load_options(),
+            multi,
+            images: std::sync::Mutex::new(ImageCache {
+                images: self.images.images.clone(),
+            }),
+        }
+    }
+}
+
+/// Runs shard `opts.shard` (not the lead) of a sharded Stage II: joins the
+/// run directory shard 0 started (same configuration), waits for the model
+/// the first round drafts with, then drafts and sends to the expert its
+/// slice of every round, each round with the model shard 0 trained.
+pub fn follow(
+    cfg: &PipelineConfig,
+    registry: &Registry,
+    opts: &RunOptions,
+) -> Result<Vec<SliceReport>> {
+    let out = &opts.out_dir;
+    if opts.shard.is_lead() {
+        return Err(Error::invalid(
+            "shard 0 runs the pipeline: use pipeline::run",
+        ));
+    }
+    let mut assembled = assemble(cfg, registry)?;
+    let Some(built) = assembled.stage2.take() else {
+        return Err(Error::invalid(
+            "--shard splits Stage II drafting over processes; the pipeline has no [stage2]",
+        ));
+    };
+    let bar = spinner(opts.progress, "");
+    // Shard 0 records the configuration; every shard must run the same.
+    let recorded = out.join(PIPELINE_FILE);
+    bar.set_message(format!(
+        "shard {}: waiting for shard 0 to start in {}",
+        opts.shard,
+        out.display()
+    ));
+    let text = shard::wait_for(&opts.interrupt, &bar, || {
+        Ok(std::fs::read_to_string(&recorded).ok())
+    })?;
+    let changes = crate::config::effective::differences(&text, &cfg.source.text)
+        .map_err(|e| Error::invalid(format!("{}: {e}", recorded.display())))?;
+    if !changes.is_empty() {
+        return Err(Error::invalid(format!(
+            "shard {} must run the configuration shard 0 runs ({}), and this one differs:\n  {}",
+            opts.shard,
+            recorded.display(),
+            changes.join("\n  ")
+        )));
+    }
+    // Stage I's model (or, without [stage1], the [model] copy shard 0 saves
+    // for the trainer) appears once the data is prepared and Stage I trained.
+    let stage1 = StageDirs::new(out, REDIFF_BASE).final_model;
+    let ready = if cfg.stage1.is_some() {
+        stage1.join(REPORT_FILE)
+    } else if !built.trainer.in_process() {
+        stage1.join("config.json")
+    } else {
+        return Err(Error::invalid("Stage II needs the Stage I model"));
+    };
+    bar.set_message(format!(
+        "shard {}: waiting for shard 0 to prepare the data and the model round 1 drafts with ({})",
+        opts.shard,
+        ready.display()
+    ));
+    shard::wait_for(&opts.interrupt, &bar, || Ok(ready.exists().then_some(())))?;
+    bar.finish_and_clear();
+    let prepared = match prepare_data(cfg, &mut assembled, opts) {
+        Ok(p) => p,
+        Err(e) => return Err(stage2::tell_lead(opts, 1, e)),
+    };
+    let multi = opts.progress.then(MultiProgress::new);
+    let shared = prepared.shared(cfg, registry, opts, &assembled, multi.as_ref());
+    let start = if cfg.stage1.is_some() {
+        match shared.load_model(&stage1) {
+            Ok(model) => stage2::RoundModel::Owned(model),
+            Err(e) => return Err(stage2::tell_lead(opts, 1, e)),
+        }
+    } else {
+        stage2::RoundModel::Template(assembled.model.as_ref())
+    };
+    stage2::follow_rounds(&shared, &built, start)
+}
+
 /// The held-out samples as the models see them: image and prompt ids.
 fn eval_items(
     template: &dyn ModelBackend,
@@ -524,6 +671,8 @@ struct Shared<'a> {
     scorer: Option<&'a dyn CaptionScorer>,
     /// The context of [`assemble`], for the models each stage builds.
     context: &'a BuildContext,
+    /// How trained checkpoints are loaded: like the `[model]`.
+    load: LoadOptions,
     multi: Option<&'a MultiProgress>,
     images: std::sync::Mutex<ImageCache>,
 }
@@ -562,6 +711,12 @@ impl Shared<'_> {
         }
     }
 
+    /// Loads a checkpoint this run wrote, on the `[model]`'s device and
+    /// precision.
+    fn load_model(&self, dir: &Path) -> Result<Box<dyn ModelBackend>> {
+        self.registry.load_model(dir, &self.load)
+    }
+
     /// A fresh model, with `init`'s weights when given.
     fn fresh_model(&self, init: Option<&dyn ModelBackend>) -> Result<Box<dyn ModelBackend>> {
         let model = self.registry.build_model(&self.cfg.model, self.context)?;
@@ -589,9 +744,7 @@ impl Shared<'_> {
         let dirs = StageDirs::new(&opts.out_dir, name);
         let finished = dirs.final_model.join(REPORT_FILE);
         if opts.resume && finished.exists() {
-            let model = self
-                .registry
-                .load_model(&dirs.final_model, &LoadOptions::default())?;
+            let model = self.load_model(&dirs.final_model)?;
             tracing::info!(model = %name, "finished earlier; loaded");
             return Ok((model, read_json::<StageReport>(&finished)?));
         }
@@ -734,6 +887,7 @@ mod tests {
             accept_changes,
             progress: false,
             interrupt: Arc::default(),
+            shard: Shard::SINGLE,
         }
     }
 

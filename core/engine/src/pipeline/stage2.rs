@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use rand::seq::SliceRandom;
 
+use super::shard::{self, Done, Failed, Outcome, Shard, SliceReport, Verdict};
 use super::{tokenize_sample, BuiltStage2, Evaluation, Shared, REDIFF};
 use crate::parallel::map_scoped;
 use crate::sampler::{Sampler, SamplerSettings};
@@ -29,23 +30,56 @@ use rediff_nn::checkpoint::{write_dir_atomically, StageDirs};
 use rediff_nn::rng;
 use rediff_report::Report;
 
-/// Journal and dataset files of one round.
+/// A slice's drafts journal.
+const DRAFTS_FILE: &str = "drafts.jsonl";
+/// A slice's expert reviews journal.
+const REVIEWS_FILE: &str = "reviews.jsonl";
+
+/// Journal and dataset files of one round, for one drafting process.
 struct RoundFiles {
+    /// `stage2/round-<r>`.
+    dir: PathBuf,
+    /// This process's slice: its drafts, reviews and dataset lines (in the
+    /// round's directory, or its shard's directory when sharded).
     drafts: PathBuf,
     reviews: PathBuf,
     dataset_log: PathBuf,
+    /// The round's training set (every shard's).
     dataset: PathBuf,
 }
 
 impl RoundFiles {
-    fn new(out: &Path, round: usize) -> Self {
+    fn new(out: &Path, round: usize, shard: Shard) -> Self {
         let dir = out.join("stage2").join(format!("round-{round}"));
+        let own = Self::slice_dir(&dir, shard);
         Self {
-            drafts: dir.join("drafts.jsonl"),
-            reviews: dir.join("reviews.jsonl"),
-            dataset_log: dir.join("dataset.jsonl"),
+            drafts: own.join(DRAFTS_FILE),
+            reviews: own.join(REVIEWS_FILE),
+            dataset_log: own.join("dataset.jsonl"),
             dataset: dir.join("dataset.json"),
+            dir,
         }
+    }
+
+    /// Where `shard`'s slice journals live.
+    fn slice_dir(dir: &Path, shard: Shard) -> PathBuf {
+        if shard.is_sharded() {
+            shard.dir(dir)
+        } else {
+            dir.to_path_buf()
+        }
+    }
+
+    fn done(&self, shard: Shard) -> PathBuf {
+        shard.dir(&self.dir).join(shard::DONE_FILE)
+    }
+
+    fn failed(&self, shard: Shard) -> PathBuf {
+        shard.dir(&self.dir).join(shard::FAILED_FILE)
+    }
+
+    fn outcome(&self) -> PathBuf {
+        self.dir.join(shard::OUTCOME_FILE)
     }
 }
 
@@ -73,7 +107,21 @@ struct Round<'r, 'a> {
     built: &'r BuiltStage2,
     number: usize,
     picks: Vec<usize>,
+    /// Which slice of the round's batches this process drafts.
+    shard: Shard,
     files: RoundFiles,
+}
+
+/// The drafts and reviews a round trains on.
+struct Gathered {
+    /// Every draft of the round, in index order.
+    drafts: Vec<DraftRecord>,
+    reviewed: Reviewed,
+    /// This process's drafting and expert time.
+    drafting_seconds: f64,
+    expert_seconds: f64,
+    /// The shards' slice attempts merged (empty unsharded).
+    attempts: Vec<u64>,
 }
 
 /// The model name of round `round` of `rounds`: the last is [`REDIFF`].
@@ -98,14 +146,7 @@ pub(super) fn run_rounds(
         expert: s2.expert.kind().to_string(),
         rounds: Vec::new(),
     };
-    let clean: Vec<usize> = (0..shared.train_samples.len())
-        .filter(|&i| shared.train_samples[i].revise.is_empty())
-        .collect();
-    if clean.is_empty() {
-        return Err(Error::invalid(
-            "Stage II drafts answers to clean training samples, and the data has none",
-        ));
-    }
+    let clean = clean_prompts(shared)?;
     let mut model = start;
     for round in 1..=s2.rounds {
         let (next, round_report, evaluation) = run_round(shared, built, model, round, &clean)?;
@@ -130,6 +171,93 @@ pub(super) fn run_rounds(
     Ok(out)
 }
 
+/// The training samples Stage II drafts answers for: the clean ones.
+fn clean_prompts(shared: &Shared<'_>) -> Result<Vec<usize>> {
+    let clean: Vec<usize> = (0..shared.train_samples.len())
+        .filter(|&i| shared.train_samples[i].revise.is_empty())
+        .collect();
+    if clean.is_empty() {
+        return Err(Error::invalid(
+            "Stage II drafts answers to clean training samples, and the data has none",
+        ));
+    }
+    Ok(clean)
+}
+
+/// Stage II for a shard other than the lead: for every round, drafts and
+/// reviews this shard's slice with the round's model, then waits for the
+/// lead (shard 0) to train on every shard's work; starts from `start`.
+pub(super) fn follow_rounds(
+    shared: &Shared<'_>,
+    built: &BuiltStage2,
+    start: RoundModel<'_>,
+) -> Result<Vec<SliceReport>> {
+    let rounds = built.config.rounds;
+    let clean = clean_prompts(shared).map_err(|e| tell_lead(shared.opts, 1, e))?;
+    let mut model = start;
+    let mut done = Vec::new();
+    for round in 1..=rounds {
+        let ctx = Round::new(shared, built, round, &clean);
+        shard::check_layout(&ctx.files.dir, ctx.shard)?;
+        if ctx.verdict()? != Some(Verdict::Trained) {
+            let work = ctx.work_slice(model.get())?;
+            let bar = shared.bar(
+                0,
+                "{prefix:>11} {spinner} {msg} {elapsed}",
+                &format!("round {round}"),
+            );
+            bar.set_message("waiting for shard 0 to train on every shard's drafts");
+            let outcome = shard::wait_for(&shared.opts.interrupt, &bar, || {
+                Ok(
+                    shard::read_marker::<Outcome>(&ctx.files.outcome())?.filter(|o| {
+                        o.verdict == Verdict::Trained || o.attempts.contains(&work.attempt)
+                    }),
+                )
+            });
+            bar.finish_and_clear();
+            let outcome = outcome?;
+            if outcome.verdict == Verdict::Failed {
+                return Err(Error::invalid(format!(
+                    "Stage II round {round} failed (shard 0's verdict on every shard's drafts): {}",
+                    outcome.message.unwrap_or_default()
+                )));
+            }
+            done.push(SliceReport {
+                round,
+                drafts: work.drafts,
+                reviews: work.reviews,
+                seconds: work.drafting_seconds + work.expert_seconds,
+            });
+        }
+        if round < rounds {
+            let dir =
+                StageDirs::new(&shared.opts.out_dir, &round_model_name(round, rounds)).final_model;
+            model = RoundModel::Owned(
+                shared
+                    .load_model(&dir)
+                    .map_err(|e| tell_lead(shared.opts, round + 1, e))?,
+            );
+        }
+    }
+    Ok(done)
+}
+
+/// Records, for the lead waiting on round `round`, that this shard stopped
+/// with `error` before finishing its slice (best effort); returns `error`.
+pub(super) fn tell_lead(opts: &super::RunOptions, round: usize, error: Error) -> Error {
+    let dir = opts
+        .shard
+        .dir(&opts.out_dir.join("stage2").join(format!("round-{round}")));
+    let failed = Failed {
+        attempt: shard::new_attempt(),
+        message: error.to_string(),
+    };
+    if let Err(e) = shard::write_marker(&dir.join(shard::FAILED_FILE), &failed) {
+        tracing::warn!("{e}");
+    }
+    error
+}
+
 fn run_round<'m>(
     shared: &Shared<'_>,
     built: &BuiltStage2,
@@ -139,24 +267,20 @@ fn run_round<'m>(
 ) -> Result<(RoundModel<'m>, RoundReport, Evaluation)> {
     let (cfg, opts, s2) = (shared.cfg, shared.opts, &built.config);
     let name = round_model_name(round, s2.rounds);
-    let ctx = Round {
-        shared,
-        built,
-        number: round,
-        picks: pick_prompts(cfg.seed, round, clean, s2.drafts),
-        files: RoundFiles::new(&opts.out_dir, round),
-    };
+    let ctx = Round::new(shared, built, round, clean);
     let files = &ctx.files;
     let shards = cfg.train.data_parallel.max(1);
 
-    // Drafts by the current model, then the expert's reviews.
-    let started = Instant::now();
-    let drafts = ctx.draft_all(model.get())?;
-    let drafting_seconds = started.elapsed().as_secs_f64();
-    let started = Instant::now();
-    let reviewed = ctx.review_all(&drafts, model.get().tokenizer())?;
+    // Drafts by the current model, then the expert's reviews (every
+    // shard's, when several processes draft).
+    let Gathered {
+        drafts,
+        reviewed,
+        drafting_seconds,
+        expert_seconds,
+        attempts,
+    } = ctx.gather(model.get())?;
     let reviews = reviewed.last;
-    let expert_seconds = started.elapsed().as_secs_f64();
     if reviewed.answered > 0 {
         // Items retried on resume (their calls had failed) may have grown
         // the training set: this round trains again, and later rounds, which
@@ -193,6 +317,9 @@ fn run_round<'m>(
                 n => format!(" (add --retry-all to resend the {n} non-retryable ones too)"),
             }
         ));
+        if ctx.shard.is_sharded() {
+            ctx.declare_failed(attempts, round_report.failed.clone())?;
+        }
         return Ok((model, round_report, Evaluation::default()));
     }
 
@@ -265,6 +392,18 @@ fn run_round<'m>(
         let evaluation = shared.evaluate(&name, trained.as_ref(), shards)?;
         (RoundModel::Owned(trained), evaluation)
     };
+    if ctx.shard.is_sharded() {
+        // The other shards wait for this to draft the next round.
+        shard::write_marker(
+            &files.outcome(),
+            &Outcome {
+                verdict: Verdict::Trained,
+                attempts,
+                message: None,
+            },
+        )?;
+    }
+    round_report.shards = ctx.shard.count;
     round_report.samples = samples.len();
     // An external trainer gets the dataset file: corrected drafts only.
     round_report.stage1_samples = if built.trainer.in_process() {
@@ -332,7 +471,215 @@ fn conversation_id(round: usize, index: usize) -> String {
     format!("stage2-r{round}-{index:05}")
 }
 
+/// What one process did for its slice of a round.
+#[derive(Default)]
+struct SliceWork {
+    /// This attempt at the slice ([`shard::Done::attempt`]).
+    attempt: u64,
+    drafts: usize,
+    reviews: usize,
+    drafting_seconds: f64,
+    expert_seconds: f64,
+    /// Failed items not resent (their failure is not retryable).
+    skipped: usize,
+}
+
+impl<'r, 'a> Round<'r, 'a> {
+    fn new(shared: &'r Shared<'a>, built: &'r BuiltStage2, number: usize, clean: &[usize]) -> Self {
+        let shard = shared.opts.shard;
+        Round {
+            shared,
+            built,
+            number,
+            picks: pick_prompts(shared.cfg.seed, number, clean, built.config.drafts),
+            shard,
+            files: RoundFiles::new(&shared.opts.out_dir, number, shard),
+        }
+    }
+}
+
 impl Round<'_, '_> {
+    /// The round's drafts and reviews: this process's, or, sharded, every
+    /// shard's once each has finished its slice.
+    fn gather(&self, model: &dyn ModelBackend) -> Result<Gathered> {
+        shard::check_layout(&self.files.dir, self.shard)?;
+        if !self.shard.is_sharded() {
+            let started = Instant::now();
+            let drafts = self.draft_all(model)?;
+            let drafting_seconds = started.elapsed().as_secs_f64();
+            let started = Instant::now();
+            let reviewed = self.review_all(&drafts, model.tokenizer())?;
+            return Ok(Gathered {
+                drafts,
+                reviewed,
+                drafting_seconds,
+                expert_seconds: started.elapsed().as_secs_f64(),
+                attempts: Vec::new(),
+            });
+        }
+        // A round trained earlier is final: resuming reads it back.
+        let trained = self.shared.opts.resume && self.verdict()? == Some(Verdict::Trained);
+        let work = if trained {
+            SliceWork::default()
+        } else {
+            self.work_slice(model)?
+        };
+        let attempts = self.wait_for_shards()?;
+        let (drafts, mut reviewed) = self.merge()?;
+        reviewed.skipped = work.skipped;
+        Ok(Gathered {
+            drafts,
+            reviewed,
+            drafting_seconds: work.drafting_seconds,
+            expert_seconds: work.expert_seconds,
+            attempts,
+        })
+    }
+
+    /// The lead's verdict on this round, if any.
+    fn verdict(&self) -> Result<Option<Verdict>> {
+        Ok(shard::read_marker::<Outcome>(&self.files.outcome())?.map(|o| o.verdict))
+    }
+
+    /// Drafts and reviews this shard's slice, unless a finished attempt is
+    /// on record; marks it done, or failed with the error.
+    fn work_slice(&self, model: &dyn ModelBackend) -> Result<SliceWork> {
+        let (done, failed) = (self.files.done(self.shard), self.files.failed(self.shard));
+        if let Some(d) = shard::read_marker::<Done>(&done)? {
+            return Ok(SliceWork {
+                attempt: d.attempt,
+                drafts: d.drafts,
+                reviews: d.reviews,
+                ..Default::default()
+            });
+        }
+        shard::remove_marker(&failed)?;
+        let attempt = shard::new_attempt();
+        let work = || -> Result<SliceWork> {
+            let started = Instant::now();
+            let drafts = self.draft_all(model)?;
+            let drafting_seconds = started.elapsed().as_secs_f64();
+            let started = Instant::now();
+            let reviewed = self.review_all(&drafts, model.tokenizer())?;
+            Ok(SliceWork {
+                attempt,
+                drafts: drafts.len(),
+                reviews: reviewed.last.len(),
+                drafting_seconds,
+                expert_seconds: started.elapsed().as_secs_f64(),
+                skipped: reviewed.skipped,
+            })
+        };
+        match work() {
+            Ok(w) => {
+                shard::write_marker(
+                    &done,
+                    &Done {
+                        attempt,
+                        drafts: w.drafts,
+                        reviews: w.reviews,
+                    },
+                )?;
+                Ok(w)
+            }
+            Err(e) => Err(tell_lead(self.shared.opts, self.number, e)),
+        }
+    }
+
+    /// Waits until every shard has finished its slice; their attempts.
+    fn wait_for_shards(&self) -> Result<Vec<u64>> {
+        let (n, round) = (self.shard.count, self.number);
+        let bar = self.shared.bar(
+            0,
+            "{prefix:>11} {spinner} {msg} {elapsed}",
+            &format!("round {round}"),
+        );
+        let mut told = HashSet::new();
+        let attempts = shard::wait_for(&self.shared.opts.interrupt, &bar, || {
+            let mut attempts = Vec::with_capacity(n);
+            let mut missing = Vec::new();
+            for index in 0..n {
+                let s = Shard { index, count: n };
+                if let Some(d) = shard::read_marker::<Done>(&self.files.done(s))? {
+                    attempts.push(d.attempt);
+                    continue;
+                }
+                missing.push(s.to_string());
+                if let Some(f) = shard::read_marker::<Failed>(&self.files.failed(s))? {
+                    if told.insert(f.attempt) {
+                        tracing::warn!(
+                            round,
+                            "shard {s} stopped: {}; waiting for it to run again (`rediff run ... --shard {s} --resume`)",
+                            f.message
+                        );
+                    }
+                }
+            }
+            bar.set_message(format!(
+                "waiting for shard(s) {} to finish their drafts",
+                missing.join(", ")
+            ));
+            Ok(missing.is_empty().then_some(attempts))
+        });
+        bar.finish_and_clear();
+        attempts
+    }
+
+    /// Every shard's drafts and final reviews, read from their journals.
+    fn merge(&self) -> Result<(Vec<DraftRecord>, Reviewed)> {
+        let n = self.shard.count;
+        let mut drafts = BTreeMap::new();
+        let mut last = BTreeMap::new();
+        let mut usage: Option<rediff_api::expert::TokenUsage> = None;
+        for index in 0..n {
+            let dir = RoundFiles::slice_dir(&self.files.dir, Shard { index, count: n });
+            for d in Journal::<DraftRecord>::read(&dir.join(DRAFTS_FILE))? {
+                drafts.insert(d.index, d);
+            }
+            let reviews = Journal::<ReviewRecord>::read(&dir.join(REVIEWS_FILE))?;
+            if let Some(u) = ExpertStats::usage_of(&reviews) {
+                *usage.get_or_insert_with(Default::default) += u;
+            }
+            for r in reviews {
+                last.insert(r.index, r);
+            }
+        }
+        if drafts.len() != self.picks.len() {
+            return Err(Error::invalid(format!(
+                "Stage II round {}: the shards' journals in {} hold {} of the round's {} drafts; did a shard run another configuration?",
+                self.number,
+                self.files.dir.display(),
+                drafts.len(),
+                self.picks.len()
+            )));
+        }
+        let reviewed = Reviewed {
+            last: last.into_values().collect(),
+            answered: 0,
+            usage,
+            skipped: 0,
+        };
+        Ok((drafts.into_values().collect(), reviewed))
+    }
+
+    /// Records a failed round for the waiting shards, and reopens every
+    /// slice so resumed shards resend their retryable failures.
+    fn declare_failed(&self, attempts: Vec<u64>, message: Option<String>) -> Result<()> {
+        let outcome = Outcome {
+            verdict: Verdict::Failed,
+            attempts,
+            message,
+        };
+        shard::write_marker(&self.files.outcome(), &outcome)?;
+        for index in 0..self.shard.count {
+            shard::remove_marker(&self.files.done(Shard {
+                index,
+                count: self.shard.count,
+            }))?;
+        }
+        Ok(())
+    }
+
     /// The training sample a review with kept pairs yields, as a conversation.
     fn conversation(&self, review: &ReviewRecord) -> Option<Conversation> {
         let (shared, picks, round) = (self.shared, &self.picks, self.number);
@@ -386,7 +733,9 @@ impl Round<'_, '_> {
         let todo: Vec<(usize, usize, Vec<usize>)> = batches
             .into_iter()
             .enumerate()
-            .filter(|(_, (_, idx))| idx.iter().any(|i| !have.contains_key(i)))
+            .filter(|(n, (_, idx))| {
+                self.shard.owns_batch(*n) && idx.iter().any(|i| !have.contains_key(i))
+            })
             .map(|(n, (tps, idx))| (n, tps, idx))
             .collect();
         let remaining: usize = todo.iter().map(|(_, _, idx)| idx.len()).sum();

@@ -107,6 +107,32 @@ impl<T: Serialize + DeserializeOwned> Journal<T> {
         })
     }
 
+    /// Reads the records of a journal another process may be appending to,
+    /// without opening it for writing: a torn last line (a write in
+    /// progress) is left out, not cut off. A missing file holds no records.
+    pub fn read(path: &Path) -> Result<Vec<T>> {
+        let text = match std::fs::read(path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Error::io(path, e)),
+        };
+        let complete = text.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        let mut records = Vec::new();
+        for (i, line) in text[..complete].split(|&b| b == b'\n').enumerate() {
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            records.push(serde_json::from_slice::<T>(line).map_err(|e| {
+                Error::invalid(format!(
+                    "{}:{}: damaged journal line ({e})",
+                    path.display(),
+                    i + 1
+                ))
+            })?);
+        }
+        Ok(records)
+    }
+
     /// Appends records, each as one complete line.
     pub fn append_all<'r>(&self, records: impl IntoIterator<Item = &'r T>) -> Result<()>
     where
@@ -190,6 +216,24 @@ mod tests {
             drop(opened);
             assert_eq!(std::fs::read_to_string(&path).unwrap(), full);
         }
+    }
+
+    #[test]
+    fn read_leaves_a_line_in_progress_out_and_the_file_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.jsonl");
+        assert!(Journal::<Rec>::read(&path).unwrap().is_empty());
+        let text = format!(
+            "{}\n\n{}\n{{\"i\": 2, \"s\"",
+            serde_json::to_string(&rec(0)).unwrap(),
+            serde_json::to_string(&rec(1)).unwrap()
+        );
+        std::fs::write(&path, &text).unwrap();
+        assert_eq!(Journal::<Rec>::read(&path).unwrap(), vec![rec(0), rec(1)]);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
+        std::fs::write(&path, "{\"i\": oops\n").unwrap();
+        let err = Journal::<Rec>::read(&path).unwrap_err().to_string();
+        assert!(err.contains("j.jsonl:1"), "{err}");
     }
 
     #[test]
