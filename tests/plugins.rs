@@ -85,7 +85,20 @@ fn cargo_build_in(workspace: Option<&Path>, package: &str, features: Option<&str
 /// A workspace beside this one holding the fault plugin and a copy of
 /// `rediff-api` whose version is `version`, with this workspace's lock file
 /// (so every other crate is the same).
-fn workspace_with_api_version(dir: &Path, version: &str) -> PathBuf {
+/// A line the `surface` variant's rediff-api adds to its public API snapshot.
+const OTHER_SURFACE: &str = "src/model.rs:   ModelBackend::fn a_method_the_host_lacks(&self)\n";
+
+/// 64-bit FNV-1a, as rediff-api's build script digests `public-api.txt`.
+fn fnv1a_hex(bytes: &[u8]) -> String {
+    let h = bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    format!("{h:016x}")
+}
+
+/// A workspace with a copy of rediff-api at `version` (its public API
+/// snapshot extended by `extra_surface`) and the faulty plugin.
+fn workspace_with_api_version(dir: &Path, version: &str, extra_surface: &str) -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let copy = |from: &Path, to: &Path| {
         let status = Command::new("cp")
@@ -98,6 +111,9 @@ fn workspace_with_api_version(dir: &Path, version: &str) -> PathBuf {
     };
     copy(&root.join("core/api"), &dir.join("api"));
     copy(&root.join("tests/plugins/faulty"), &dir.join("faulty"));
+    let surface = dir.join("api/public-api.txt");
+    let text = std::fs::read_to_string(&surface).unwrap();
+    std::fs::write(&surface, text + extra_surface).unwrap();
     let manifest = dir.join("api/Cargo.toml");
     let text = std::fs::read_to_string(&manifest).unwrap();
     std::fs::write(
@@ -167,9 +183,18 @@ fn built() -> &'static Built {
         );
         // A real version difference: the plugin compiled against another rediff-api.
         let other = tempfile::tempdir().unwrap();
-        let ws = workspace_with_api_version(other.path(), "0.1.1");
+        let ws = workspace_with_api_version(other.path(), "0.1.1", "");
         keep(
             "version",
+            cargo_build_in(Some(&ws), "rediff-test-faulty-plugin", None),
+        );
+        // A real surface difference: the same version with a trait that
+        // gained a method (another vtable).
+        let changed = tempfile::tempdir().unwrap();
+        let ws =
+            workspace_with_api_version(changed.path(), env!("CARGO_PKG_VERSION"), OTHER_SURFACE);
+        keep(
+            "surface",
             cargo_build_in(Some(&ws), "rediff-test-faulty-plugin", None),
         );
         Built { files }
@@ -325,6 +350,17 @@ fn each_bad_library_is_a_distinct_error_and_the_process_survives() {
         "fingerprint-selftest",
     );
     refused("version", &mut registry, "rediff-api", "0.1.1");
+    let surface = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("core/api/public-api.txt"),
+    )
+    .unwrap()
+        + OTHER_SURFACE;
+    refused(
+        "surface",
+        &mut registry,
+        "rediff-api surface",
+        &fnv1a_hex(surface.as_bytes()),
+    );
     match err("register-panics", &mut registry) {
         PluginError::Panicked { message, .. } => {
             assert!(message.contains("planted panic"), "{message}")

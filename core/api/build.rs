@@ -84,4 +84,21 @@ fn main() {
         None => String::new(),
     };
     println!("cargo:rustc-env=REDIFF_LOCKED_VERSIONS={versions}");
+    // The public surface (trait methods, struct fields, ...) as the
+    // public_api test snapshots it: a changed trait changes its vtable even
+    // when the version number stays.
+    let surface = manifest.join("public-api.txt");
+    println!("cargo:rerun-if-changed={}", surface.display());
+    let digest = std::fs::read(&surface).map_or_else(
+        |_| "unknown (no public-api.txt)".to_string(),
+        |bytes| format!("{:016x}", fnv1a(&bytes)),
+    );
+    println!("cargo:rustc-env=REDIFF_API_SURFACE={digest}");
+}
+
+/// 64-bit FNV-1a: stable across builds and platforms.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }

@@ -5,7 +5,9 @@
 //!
 //! - the compiler (`rustc --version`), the target triple and the panic
 //!   strategy;
-//! - this crate's version and enabled features;
+//! - this crate's version and enabled features, and a digest of its public
+//!   surface (`public-api.txt`, which the `public_api` test keeps current):
+//!   a trait that gained a method has another vtable under the same version;
 //! - the exact versions of the crates whose types cross the boundary
 //!   (candle-core, candle-nn, half, rand_core, serde_json, toml), read by the
 //!   build script from
@@ -35,6 +37,7 @@ impl Fingerprint {
         put("panic", env!("REDIFF_PANIC").to_string());
         put("rediff-api", env!("CARGO_PKG_VERSION").to_string());
         put("rediff-api features", api_features().join(", "));
+        put("rediff-api surface", env!("REDIFF_API_SURFACE").to_string());
         let locked = env!("REDIFF_LOCKED_VERSIONS");
         for name in BOUNDARY_CRATES {
             let version = locked
@@ -179,6 +182,14 @@ pub unsafe extern "C" fn write_fingerprint(buf: *mut u8, cap: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_public_surface_is_digested_from_the_snapshot() {
+        let this = Fingerprint::this_build();
+        let digest = &this.facts()["rediff-api surface"];
+        assert_eq!(digest.len(), 16, "{digest}");
+        assert!(digest.chars().all(|c| c.is_ascii_hexdigit()), "{digest}");
+    }
 
     #[test]
     fn the_text_form_round_trips_and_differences_are_named() {
