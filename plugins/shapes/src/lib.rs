@@ -156,7 +156,10 @@ impl ShapesSource {
             let path: PathBuf = dir.join(format!("{name}-{i:05}.png"));
             // Written aside (under a name no other writer uses) and
             // renamed: another process of the run (a Stage II shard, an
-            // external trainer) may be reading or writing the file.
+            // external trainer) may be reading or writing the file. Not
+            // rediff_formats::reference::write_atomic: its fsync per file
+            // would cost tens of seconds over 32,000 images, and a torn
+            // image after a crash is rewritten by the next prepare anyway.
             let aside = dir.join(format!(
                 ".{name}-{i:05}.{}-{}.png",
                 std::process::id(),

@@ -323,7 +323,7 @@ fn record_configuration(cfg: &PipelineConfig, opts: &RunOptions) -> Result<()> {
         }
     }
     // A Stage II shard may be reading it.
-    shard::write_atomically(&path, &cfg.source.text)
+    rediff_formats::reference::write_atomic(&path, cfg.source.text.as_bytes())
 }
 
 /// Runs the whole pipeline and writes the report into `opts.out_dir`.

@@ -29,12 +29,13 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
 use rediff_api::error::{Error, Result};
+use rediff_formats::reference::write_atomic;
 
 /// How often a waiting shard looks at the run directory again.
 const POLL: Duration = Duration::from_millis(200);
@@ -167,30 +168,13 @@ pub(super) fn new_attempt() -> u64 {
     nanos ^ (u64::from(std::process::id()) << 40)
 }
 
-/// Writes `text` to `path` so a reader (another shard) sees the old file or
-/// the new one, never a part: written aside under a name no other writer
-/// (process or thread) uses, then renamed.
-pub(super) fn write_atomically(path: &Path, text: &str) -> Result<()> {
-    static WRITES: AtomicU64 = AtomicU64::new(0);
+/// Writes `value` as JSON so a reader in another process sees the old file
+/// or the new one, never a part.
+pub(super) fn write_marker<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().to_string())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(
-        ".{name}.{}-{}.tmp",
-        std::process::id(),
-        WRITES.fetch_add(1, Ordering::Relaxed)
-    ));
-    std::fs::write(&tmp, text).map_err(|e| Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
-}
-
-/// Writes `value` as JSON, atomically (see [`write_atomically`]).
-pub(super) fn write_marker<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     let text = serde_json::to_string_pretty(value).map_err(|e| Error::invalid(e.to_string()))?;
-    write_atomically(path, &(text + "\n"))
+    write_atomic(path, (text + "\n").as_bytes())
 }
 
 /// Reads a marker; `None` when there is none.

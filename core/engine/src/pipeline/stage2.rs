@@ -504,16 +504,13 @@ impl Round<'_, '_> {
     fn gather(&self, model: &dyn ModelBackend) -> Result<Gathered> {
         shard::check_layout(&self.files.dir, self.shard)?;
         if !self.shard.is_sharded() {
-            let started = Instant::now();
-            let drafts = self.draft_all(model)?;
-            let drafting_seconds = started.elapsed().as_secs_f64();
-            let started = Instant::now();
-            let reviewed = self.review_all(&drafts, model.tokenizer())?;
+            let (drafts, reviewed, drafting_seconds, expert_seconds) =
+                self.draft_and_review(model)?;
             return Ok(Gathered {
                 drafts,
                 reviewed,
                 drafting_seconds,
-                expert_seconds: started.elapsed().as_secs_f64(),
+                expert_seconds,
                 attempts: Vec::new(),
             });
         }
@@ -536,6 +533,25 @@ impl Round<'_, '_> {
         })
     }
 
+    /// Drafts this process's prompts, then has the expert review them;
+    /// with the seconds each phase took.
+    fn draft_and_review(
+        &self,
+        model: &dyn ModelBackend,
+    ) -> Result<(Vec<DraftRecord>, Reviewed, f64, f64)> {
+        let started = Instant::now();
+        let drafts = self.draft_all(model)?;
+        let drafting_seconds = started.elapsed().as_secs_f64();
+        let started = Instant::now();
+        let reviewed = self.review_all(&drafts, model.tokenizer())?;
+        Ok((
+            drafts,
+            reviewed,
+            drafting_seconds,
+            started.elapsed().as_secs_f64(),
+        ))
+    }
+
     /// The lead's verdict on this round, if any.
     fn verdict(&self) -> Result<Option<Verdict>> {
         Ok(shard::read_marker::<Outcome>(&self.files.outcome())?.map(|o| o.verdict))
@@ -555,22 +571,17 @@ impl Round<'_, '_> {
         }
         shard::remove_marker(&failed)?;
         let attempt = shard::new_attempt();
-        let work = || -> Result<SliceWork> {
-            let started = Instant::now();
-            let drafts = self.draft_all(model)?;
-            let drafting_seconds = started.elapsed().as_secs_f64();
-            let started = Instant::now();
-            let reviewed = self.review_all(&drafts, model.tokenizer())?;
-            Ok(SliceWork {
+        let work = self.draft_and_review(model).map(
+            |(drafts, reviewed, drafting_seconds, expert_seconds)| SliceWork {
                 attempt,
                 drafts: drafts.len(),
                 reviews: reviewed.last.len(),
                 drafting_seconds,
-                expert_seconds: started.elapsed().as_secs_f64(),
+                expert_seconds,
                 skipped: reviewed.skipped,
-            })
-        };
-        match work() {
+            },
+        );
+        match work {
             Ok(w) => {
                 shard::write_marker(
                     &done,
