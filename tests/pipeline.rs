@@ -273,10 +273,9 @@ fn components_and_check_show_the_assembled_pipeline() {
         stdout.contains("stage1.synthesizers[1]") && stdout.contains("span-pairs"),
         "{stdout}"
     );
-    // The quickstart shipped in configs/ is valid too.
-    let output = rediff()
-        .args(["check", "configs/quickstart.toml"])
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{}", texts(&output).1);
+    // The shapes pipelines shipped in configs/ are valid too.
+    for config in ["configs/quickstart.toml", "configs/probe-vision.toml"] {
+        let output = rediff().args(["check", config]).output().unwrap();
+        assert!(output.status.success(), "{config}: {}", texts(&output).1);
+    }
 }

@@ -1,5 +1,6 @@
 //! The trainer: splitting a batch over data-parallel shards computes the
-//! same update as one pass over the whole batch.
+//! same update as one pass over the whole batch; stratified diffusion times
+//! put sample `k` of a batch in the `k`-th stratum of mask rates.
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -7,14 +8,17 @@ use std::sync::Arc;
 use candle_core::Device;
 use rediff_api::data::{DataContext, DataSource, Split};
 use rediff_api::model::ModelBackend;
+use rediff_api::schedule::NoiseSchedule;
 use rediff_api::synth::ErrorSynthesizer;
-use rediff_engine::config::TrainSettings;
+use rediff_engine::config::{TimeSampling, TrainSettings};
 use rediff_engine::pipeline::tokenize_sample;
 use rediff_engine::train::{StageRun, TrainExample};
 use rediff_formats::image::load_image;
 use rediff_nn::checkpoint::StageDirs;
 use rediff_shapes::{ShapesOptions, ShapesSource};
-use rediff_standard::{Linear, LinearOptions, RandomReplace, RandomReplaceOptions};
+use rediff_standard::{
+    Linear, LinearOptions, Masked, MaskedOptions, RandomReplace, RandomReplaceOptions,
+};
 use rediff_tiny_vlm::{TinyVlmBackend, TinyVlmConfig, TinyVlmOptions};
 
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
@@ -131,4 +135,120 @@ fn data_parallel_shards_match_a_single_pass() {
             assert!(diff < 1e-4, "{name} differs by {diff}");
         }
     }
+}
+
+/// The mask rate each sample of step `step`'s batch was drawn with, read
+/// back from the `masked` synthesizer's weights (`1 / (L p)` on masked
+/// positions); `None` where nothing was masked.
+fn batch_mask_rates(sampling: TimeSampling, step: usize) -> Vec<Option<f32>> {
+    let dir = tempfile::tempdir().unwrap();
+    let mut data = ShapesSource::new(ShapesOptions {
+        train_samples: 40,
+        eval_samples: 2,
+        pair_share: 0.0,
+        ..Default::default()
+    })
+    .unwrap();
+    data.prepare(&DataContext::new(dir.path().join("data"), 1))
+        .unwrap();
+    let tokenizer = data.tokenizer().unwrap();
+    let cfg = TinyVlmConfig::new(
+        TinyVlmOptions {
+            hidden_size: 32,
+            num_layers: 1,
+            num_heads: 2,
+            intermediate_size: 48,
+            ..Default::default()
+        },
+        &tokenizer,
+    )
+    .unwrap();
+    let model = TinyVlmBackend::new(cfg, tokenizer, 7, &Device::Cpu).unwrap();
+    let examples: Vec<TrainExample> = data
+        .samples(Split::Train)
+        .unwrap()
+        .iter()
+        .map(|s| TrainExample {
+            image: Arc::new(load_image(&s.image).unwrap()),
+            prompt: model.prompt_ids(&s.question).unwrap(),
+            tokens: tokenize_sample(&model, s, 24).unwrap(),
+        })
+        .collect();
+    let schedule = Linear::new(LinearOptions::default()).unwrap();
+    let synth: Vec<Arc<dyn ErrorSynthesizer>> = vec![Arc::new(Masked::new(MaskedOptions {}))];
+    let settings = TrainSettings {
+        batch_size: 16,
+        t_sampling: sampling,
+        ..Default::default()
+    };
+    let interrupt = AtomicBool::new(false);
+    let batch = StageRun {
+        name: "stage".into(),
+        model: &model,
+        schedule: &schedule,
+        schedule_spec: None,
+        synthesizers: &synth,
+        examples: &examples,
+        settings: &settings,
+        steps: 1,
+        lr: 1e-3,
+        seed: 11,
+        dirs: StageDirs::new(&dir.path().join("run"), "stage"),
+        resume: false,
+        progress: None,
+        interrupt: &interrupt,
+        shards: 1,
+    }
+    .batch_at(step)
+    .unwrap();
+    let l = batch.weights.len() / batch.prompts.len();
+    batch
+        .weights
+        .chunks(l)
+        .map(|row| {
+            let w = row.iter().copied().fold(0f32, f32::max);
+            (w > 0.0).then(|| 1.0 / (l as f32 * w))
+        })
+        .collect()
+}
+
+#[test]
+fn stratified_times_give_each_sample_its_own_stratum() {
+    let schedule = Linear::new(LinearOptions::default()).unwrap();
+    let b = 16;
+    for step in [0, 1, 7] {
+        let rates = batch_mask_rates(TimeSampling::Stratified, step);
+        assert_eq!(rates.len(), b);
+        let mut seen = 0;
+        for (k, p) in rates.iter().enumerate() {
+            let Some(p) = p else { continue };
+            seen += 1;
+            let lo = schedule.mask_probability(k as f32 / b as f32);
+            let hi = schedule.mask_probability((k + 1) as f32 / b as f32);
+            assert!(
+                *p >= lo - 1e-5 && *p <= hi + 1e-5,
+                "step {step}, sample {k}: p = {p} outside [{lo}, {hi}]"
+            );
+        }
+        // Only the lowest strata can mask nothing out of 24 positions.
+        assert!(
+            seen >= b - 2,
+            "step {step}: only {seen} samples masked anything"
+        );
+    }
+    // Uniform draws are not sorted into strata: over three batches some
+    // sample falls outside its slot's stratum.
+    let outside = [0, 1, 7]
+        .iter()
+        .flat_map(|&step| {
+            batch_mask_rates(TimeSampling::Uniform, step)
+                .into_iter()
+                .enumerate()
+        })
+        .filter_map(|(k, p)| p.map(|p| (k, p)))
+        .any(|(k, p)| {
+            p < schedule.mask_probability(k as f32 / b as f32) - 1e-5
+                || p > schedule.mask_probability((k + 1) as f32 / b as f32) + 1e-5
+        });
+    assert!(outside, "uniform draws landed in the strata by chance");
 }

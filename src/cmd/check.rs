@@ -36,24 +36,29 @@ pub fn run(args: CheckArgs) -> anyhow::Result<()> {
         outln!("{kind:<11} {path:<24} {}", spec.to_toml_value());
     }
     outln!("train      {:?}", cfg.train);
+    // A stage's rate, or the `[train]` rate it falls back to.
+    let lr = |own: Option<f64>| match own {
+        Some(lr) => format!("{lr:e}"),
+        None => format!("{:e} (from [train])", cfg.train.lr),
+    };
     for (name, stage) in [("baseline", &cfg.baseline), ("stage1", &cfg.stage1)] {
         match stage {
             Some(s) => outln!(
-                "{name:<10} {} steps, lr {:?}",
+                "{name:<10} {} steps, lr {}",
                 s.settings.steps,
-                s.settings.lr
+                lr(s.settings.lr)
             ),
             None => outln!("{name:<10} (off)"),
         }
     }
     match &cfg.stage2 {
         Some(s) => outln!(
-            "stage2     {} round(s) of {} drafts at tokens per step {:?}, {} steps, lr {:?}, Stage I share {}, expert concurrency {}, min_reviewed {}",
+            "stage2     {} round(s) of {} drafts at tokens per step {:?}, {} steps, lr {}, Stage I share {}, expert concurrency {}, min_reviewed {}",
             s.rounds,
             s.drafts,
             s.tokens_per_step,
             s.settings.steps,
-            s.settings.lr,
+            lr(s.settings.lr),
             s.stage1_share,
             s.concurrency,
             s.min_reviewed

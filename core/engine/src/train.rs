@@ -166,6 +166,13 @@ impl StageRun<'_> {
             .collect()
     }
 
+    /// The batch optimiser step `step` trains on (a pure function of the
+    /// seed, the stage name and the step), for inspection.
+    pub fn batch_at(&self, step: usize) -> Result<TrainBatch> {
+        let mut report = StageReport::default();
+        self.make_batch(step, &self.eligible(), &mut report)
+    }
+
     fn make_batch(
         &self,
         step: usize,
@@ -200,7 +207,8 @@ impl StageRun<'_> {
             else {
                 continue;
             };
-            let t: f32 = rng.random();
+            let u: f32 = rng.random();
+            let t = self.settings.t_sampling.time(u, batch.prompts.len(), b);
             let p = self.schedule.mask_probability(t);
             let corruption = synth.corrupt(&ex.tokens, p, &ctx, &mut rng)?;
             for reason in &corruption.dropped {

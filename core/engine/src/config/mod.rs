@@ -25,7 +25,7 @@ use rediff_api::spec::SourceFile;
 use rediff_api::{ComponentKind, ComponentSpec};
 
 pub use eval::{EvalConfig, SamplerConfig};
-pub use stages::{Stage2Config, StageSettings, TrainSettings, TrainStageConfig};
+pub use stages::{Stage2Config, StageSettings, TimeSampling, TrainSettings, TrainStageConfig};
 
 /// A parsed pipeline file.
 #[derive(Debug, Clone)]

@@ -32,6 +32,38 @@ pub struct TrainSettings {
     /// A stage that trains alone (pre-training) splits each batch into this
     /// many shards, one thread each, and sums their gradients. Default 2.
     pub data_parallel: usize,
+    /// How each batch draws its diffusion times `t` (mask probability
+    /// `p = schedule(t)`). Default `uniform`.
+    pub t_sampling: TimeSampling,
+}
+
+/// How a training batch draws its diffusion times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TimeSampling {
+    /// Every sample draws `t ~ U(0, 1)` on its own (LLaDA, the reference).
+    #[default]
+    Uniform,
+    /// Sample `k` of a batch of `B` draws `t ~ U(k/B, (k+1)/B)`: the same
+    /// objective in expectation, but every batch covers all mask rates
+    /// evenly (the low-discrepancy sampler of MDLM, Sahoo et al. 2024,
+    /// <https://arxiv.org/abs/2406.07524>), which lowers the variance of
+    /// the `1/p`-weighted loss.
+    Stratified,
+}
+
+impl TimeSampling {
+    /// The time of the `slot`-th sample of a batch of `batch` given a
+    /// uniform draw `u` in `[0, 1)`.
+    pub fn time(self, u: f32, slot: usize, batch: usize) -> f32 {
+        match self {
+            TimeSampling::Uniform => u,
+            TimeSampling::Stratified => {
+                let b = batch.max(1) as f32;
+                ((slot as f32 + u) / b).min(1.0)
+            }
+        }
+    }
 }
 
 impl Default for TrainSettings {
@@ -48,7 +80,31 @@ impl Default for TrainSettings {
             checkpoint_every: 250,
             concurrent_stages: true,
             data_parallel: 2,
+            t_sampling: TimeSampling::Uniform,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TimeSampling;
+
+    #[test]
+    fn uniform_time_is_the_draw() {
+        assert_eq!(TimeSampling::Uniform.time(0.37, 5, 8), 0.37);
+    }
+
+    #[test]
+    fn stratified_times_cover_one_stratum_each() {
+        // B = 4: slot k lies in [k/4, (k+1)/4); u = 0.5 puts it in the middle.
+        let t: Vec<f32> = (0..4)
+            .map(|k| TimeSampling::Stratified.time(0.5, k, 4))
+            .collect();
+        assert_eq!(t, vec![0.125, 0.375, 0.625, 0.875]);
+        assert_eq!(TimeSampling::Stratified.time(0.0, 0, 4), 0.0);
+        assert!(TimeSampling::Stratified.time(0.999_999, 3, 4) <= 1.0);
+        // Slots beyond the batch (never produced) still stay in range.
+        assert_eq!(TimeSampling::Stratified.time(0.9, 7, 4), 1.0);
     }
 }
 
