@@ -10,7 +10,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 use common::{builtin_registry, run_pipeline, texts, write, TINY};
-use rediff_api::plugin::{Fingerprint, ABI_VERSION};
+use rediff_api::plugin::{surface_digest, Fingerprint, ABI_VERSION};
 use rediff_api::registry::{BuildContext, RegistryError};
 use rediff_api::ComponentSpec;
 use rediff_dynamic::{load_plugin, PluginError};
@@ -82,22 +82,13 @@ fn cargo_build_in(workspace: Option<&Path>, package: &str, features: Option<&str
     profile.join(file)
 }
 
-/// A workspace beside this one holding the fault plugin and a copy of
-/// `rediff-api` whose version is `version`, with this workspace's lock file
-/// (so every other crate is the same).
 /// A line the `surface` variant's rediff-api adds to its public API snapshot.
 const OTHER_SURFACE: &str = "src/model.rs:   ModelBackend::fn a_method_the_host_lacks(&self)\n";
 
-/// 64-bit FNV-1a, as rediff-api's build script digests `public-api.txt`.
-fn fnv1a_hex(bytes: &[u8]) -> String {
-    let h = bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    });
-    format!("{h:016x}")
-}
-
-/// A workspace with a copy of rediff-api at `version` (its public API
-/// snapshot extended by `extra_surface`) and the faulty plugin.
+/// A workspace beside this one holding the fault plugin and a copy of
+/// `rediff-api` whose version is `version` and whose public API snapshot is
+/// extended by `extra_surface`, with this workspace's lock file (so every
+/// other crate is the same).
 fn workspace_with_api_version(dir: &Path, version: &str, extra_surface: &str) -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let copy = |from: &Path, to: &Path| {
@@ -359,7 +350,7 @@ fn each_bad_library_is_a_distinct_error_and_the_process_survives() {
         "surface",
         &mut registry,
         "rediff-api surface",
-        &fnv1a_hex(surface.as_bytes()),
+        &surface_digest(surface.as_bytes()),
     );
     match err("register-panics", &mut registry) {
         PluginError::Panicked { message, .. } => {

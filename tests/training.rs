@@ -10,6 +10,7 @@ use rediff_api::data::{DataContext, DataSource, Split};
 use rediff_api::model::ModelBackend;
 use rediff_api::schedule::NoiseSchedule;
 use rediff_api::synth::ErrorSynthesizer;
+use rediff_api::tokens::TextTokenizer;
 use rediff_engine::config::{TimeSampling, TrainSettings};
 use rediff_engine::pipeline::tokenize_sample;
 use rediff_engine::train::{StageRun, TrainExample};
@@ -47,30 +48,70 @@ fn weights(model: &dyn ModelBackend) -> Vec<(String, Vec<f32>)> {
     out
 }
 
+/// A prepared 40-scene shapes set without hallucination pairs and a
+/// one-layer tiny model configuration over its tokenizer.
+struct Fixture {
+    dir: tempfile::TempDir,
+    data: ShapesSource,
+    tokenizer: TextTokenizer,
+    cfg: TinyVlmConfig,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut data = ShapesSource::new(ShapesOptions {
+            train_samples: 40,
+            eval_samples: 2,
+            pair_share: 0.0,
+            ..Default::default()
+        })
+        .unwrap();
+        data.prepare(&DataContext::new(dir.path().join("data"), 1))
+            .unwrap();
+        let tokenizer = data.tokenizer().unwrap();
+        let cfg = TinyVlmConfig::new(
+            TinyVlmOptions {
+                hidden_size: 32,
+                num_layers: 1,
+                num_heads: 2,
+                intermediate_size: 48,
+                ..Default::default()
+            },
+            &tokenizer,
+        )
+        .unwrap();
+        Self {
+            dir,
+            data,
+            tokenizer,
+            cfg,
+        }
+    }
+
+    /// A freshly initialised model (init seed 7).
+    fn model(&self) -> TinyVlmBackend {
+        TinyVlmBackend::new(self.cfg.clone(), self.tokenizer.clone(), 7, &Device::Cpu).unwrap()
+    }
+
+    /// The training samples, tokenized for `model` (24 response tokens).
+    fn examples(&self, model: &TinyVlmBackend) -> Vec<TrainExample> {
+        self.data
+            .samples(Split::Train)
+            .unwrap()
+            .iter()
+            .map(|s| TrainExample {
+                image: Arc::new(load_image(&s.image).unwrap()),
+                prompt: model.prompt_ids(&s.question).unwrap(),
+                tokens: tokenize_sample(model, s, 24).unwrap(),
+            })
+            .collect()
+    }
+}
+
 #[test]
 fn data_parallel_shards_match_a_single_pass() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut data = ShapesSource::new(ShapesOptions {
-        train_samples: 40,
-        eval_samples: 2,
-        pair_share: 0.0,
-        ..Default::default()
-    })
-    .unwrap();
-    data.prepare(&DataContext::new(dir.path().join("data"), 1))
-        .unwrap();
-    let tokenizer = data.tokenizer().unwrap();
-    let cfg = TinyVlmConfig::new(
-        TinyVlmOptions {
-            hidden_size: 32,
-            num_layers: 1,
-            num_heads: 2,
-            intermediate_size: 48,
-            ..Default::default()
-        },
-        &tokenizer,
-    )
-    .unwrap();
+    let fx = Fixture::new();
     let schedule = Linear::new(LinearOptions::default()).unwrap();
     let synth: Vec<Arc<dyn ErrorSynthesizer>> = vec![Arc::new(
         RandomReplace::new(RandomReplaceOptions::default()).unwrap(),
@@ -83,17 +124,8 @@ fn data_parallel_shards_match_a_single_pass() {
     };
     let interrupt = AtomicBool::new(false);
     let train = |shards: usize| -> Vec<(String, Vec<f32>)> {
-        let model = TinyVlmBackend::new(cfg.clone(), tokenizer.clone(), 7, &Device::Cpu).unwrap();
-        let examples: Vec<TrainExample> = data
-            .samples(Split::Train)
-            .unwrap()
-            .iter()
-            .map(|s| TrainExample {
-                image: Arc::new(load_image(&s.image).unwrap()),
-                prompt: model.prompt_ids(&s.question).unwrap(),
-                tokens: tokenize_sample(&model, s, 24).unwrap(),
-            })
-            .collect();
+        let model = fx.model();
+        let examples = fx.examples(&model);
         StageRun {
             name: "stage".into(),
             model: &model,
@@ -105,7 +137,7 @@ fn data_parallel_shards_match_a_single_pass() {
             steps: 3,
             lr: 1e-3,
             seed: 3,
-            dirs: StageDirs::new(&dir.path().join(format!("run{shards}")), "stage"),
+            dirs: StageDirs::new(&fx.dir.path().join(format!("run{shards}")), "stage"),
             resume: false,
             progress: None,
             interrupt: &interrupt,
@@ -115,8 +147,7 @@ fn data_parallel_shards_match_a_single_pass() {
         .unwrap();
         weights(&model)
     };
-    let initial =
-        weights(&TinyVlmBackend::new(cfg.clone(), tokenizer.clone(), 7, &Device::Cpu).unwrap());
+    let initial = weights(&fx.model());
     let one = train(1);
     let two = train(2);
     let three = train(3);
@@ -140,40 +171,9 @@ fn data_parallel_shards_match_a_single_pass() {
 /// The mask rate each sample of step `step`'s batch was drawn with, read
 /// back from the `masked` synthesizer's weights (`1 / (L p)` on masked
 /// positions); `None` where nothing was masked.
-fn batch_mask_rates(sampling: TimeSampling, step: usize) -> Vec<Option<f32>> {
-    let dir = tempfile::tempdir().unwrap();
-    let mut data = ShapesSource::new(ShapesOptions {
-        train_samples: 40,
-        eval_samples: 2,
-        pair_share: 0.0,
-        ..Default::default()
-    })
-    .unwrap();
-    data.prepare(&DataContext::new(dir.path().join("data"), 1))
-        .unwrap();
-    let tokenizer = data.tokenizer().unwrap();
-    let cfg = TinyVlmConfig::new(
-        TinyVlmOptions {
-            hidden_size: 32,
-            num_layers: 1,
-            num_heads: 2,
-            intermediate_size: 48,
-            ..Default::default()
-        },
-        &tokenizer,
-    )
-    .unwrap();
-    let model = TinyVlmBackend::new(cfg, tokenizer, 7, &Device::Cpu).unwrap();
-    let examples: Vec<TrainExample> = data
-        .samples(Split::Train)
-        .unwrap()
-        .iter()
-        .map(|s| TrainExample {
-            image: Arc::new(load_image(&s.image).unwrap()),
-            prompt: model.prompt_ids(&s.question).unwrap(),
-            tokens: tokenize_sample(&model, s, 24).unwrap(),
-        })
-        .collect();
+fn batch_mask_rates(fx: &Fixture, sampling: TimeSampling, step: usize) -> Vec<Option<f32>> {
+    let model = fx.model();
+    let examples = fx.examples(&model);
     let schedule = Linear::new(LinearOptions::default()).unwrap();
     let synth: Vec<Arc<dyn ErrorSynthesizer>> = vec![Arc::new(Masked::new(MaskedOptions {}))];
     let settings = TrainSettings {
@@ -193,7 +193,7 @@ fn batch_mask_rates(sampling: TimeSampling, step: usize) -> Vec<Option<f32>> {
         steps: 1,
         lr: 1e-3,
         seed: 11,
-        dirs: StageDirs::new(&dir.path().join("run"), "stage"),
+        dirs: StageDirs::new(&fx.dir.path().join("run"), "stage"),
         resume: false,
         progress: None,
         interrupt: &interrupt,
@@ -214,10 +214,11 @@ fn batch_mask_rates(sampling: TimeSampling, step: usize) -> Vec<Option<f32>> {
 
 #[test]
 fn stratified_times_give_each_sample_its_own_stratum() {
+    let fx = Fixture::new();
     let schedule = Linear::new(LinearOptions::default()).unwrap();
     let b = 16;
     for step in [0, 1, 7] {
-        let rates = batch_mask_rates(TimeSampling::Stratified, step);
+        let rates = batch_mask_rates(&fx, TimeSampling::Stratified, step);
         assert_eq!(rates.len(), b);
         let mut seen = 0;
         for (k, p) in rates.iter().enumerate() {
@@ -241,7 +242,7 @@ fn stratified_times_give_each_sample_its_own_stratum() {
     let outside = [0, 1, 7]
         .iter()
         .flat_map(|&step| {
-            batch_mask_rates(TimeSampling::Uniform, step)
+            batch_mask_rates(&fx, TimeSampling::Uniform, step)
                 .into_iter()
                 .enumerate()
         })

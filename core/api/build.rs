@@ -8,6 +8,9 @@ use std::process::Command;
 
 include!("boundary.rs");
 
+#[path = "src/plugin/digest.rs"]
+mod digest;
+
 fn rustc_version() -> String {
     let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
     Command::new(rustc)
@@ -91,14 +94,7 @@ fn main() {
     println!("cargo:rerun-if-changed={}", surface.display());
     let digest = std::fs::read(&surface).map_or_else(
         |_| "unknown (no public-api.txt)".to_string(),
-        |bytes| format!("{:016x}", fnv1a(&bytes)),
+        |bytes| digest::surface_digest(&bytes),
     );
     println!("cargo:rustc-env=REDIFF_API_SURFACE={digest}");
-}
-
-/// 64-bit FNV-1a: stable across builds and platforms.
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
 }

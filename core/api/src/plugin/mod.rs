@@ -10,10 +10,12 @@
 //! objects and candle tensors may only cross between identical builds.
 
 mod allocator;
+mod digest;
 mod fingerprint;
 mod guard;
 
 pub use allocator::{set_host_allocator, HostAllocator, PluginAllocator};
+pub use digest::surface_digest;
 pub use fingerprint::{write_fingerprint, Fingerprint};
 pub use guard::{panic_message, Guard};
 
