@@ -54,6 +54,10 @@ pub struct ShapesOptions {
     pub jitter: f32,
     /// Object order in captions: `random` (ambiguous) or `canonical`. Default random.
     pub order: Order,
+    /// Share (0..=1) of captions that list their objects left to right
+    /// whatever `order` says: a mix of the easy, deterministic order into
+    /// the ambiguous one (see `docs/seeds.md`). Default 0.
+    pub canonical_share: f64,
     /// Use synonymous place phrases ("on the left" / "at the left"). Default true.
     pub synonyms: bool,
     /// Hallucination samples per clean training sample (each a changed
@@ -74,6 +78,7 @@ impl Default for ShapesOptions {
             noise: 8,
             jitter: 0.5,
             order: Order::Random,
+            canonical_share: 0.0,
             synonyms: true,
             pair_share: 0.5,
             question: "describe the image .".into(),
@@ -99,6 +104,12 @@ impl ShapesOptions {
         }
         if !(0.0..=1.0).contains(&self.jitter) {
             return Err(format!("jitter must lie in [0, 1], got {}", self.jitter));
+        }
+        if !(0.0..=1.0).contains(&self.canonical_share) {
+            return Err(format!(
+                "canonical_share must lie in [0, 1], got {}",
+                self.canonical_share
+            ));
         }
         if !(0.0..=10.0).contains(&self.pair_share) {
             return Err(format!(
@@ -170,7 +181,13 @@ impl ShapesSource {
                 message: e.to_string(),
             })?;
             std::fs::rename(&aside, &path).map_err(|e| Error::io(&path, e))?;
-            let cap = caption::generate(&scene, o.order, o.synonyms, &mut rng);
+            // The extra draw only when mixing, so unmixed data stays as it was.
+            let order = if o.canonical_share > 0.0 && rng.random::<f64>() < o.canonical_share {
+                Order::Canonical
+            } else {
+                o.order
+            };
+            let cap = caption::generate(&scene, order, o.synonyms, &mut rng);
             samples.push(
                 Sample::new(
                     format!("{name}-{i:05}"),
@@ -321,6 +338,55 @@ mod tests {
             std::fs::read(&train[3].image).unwrap(),
             std::fs::read(dir2.path().join("images/train-00003.png")).unwrap()
         );
+    }
+
+    /// Whether a caption lists its objects left to right.
+    fn left_to_right(caption: &str) -> bool {
+        let columns: Vec<usize> = caption::parse(caption)
+            .unwrap()
+            .iter()
+            .map(|m| scene::Scene::column(m.position.as_deref().unwrap()).unwrap())
+            .collect();
+        columns.windows(2).all(|w| w[0] < w[1])
+    }
+
+    #[test]
+    fn canonical_share_mixes_left_to_right_captions_in() {
+        let clean = |share: f64| {
+            let dir = tempfile::tempdir().unwrap();
+            let mut src = ShapesSource::new(ShapesOptions {
+                train_samples: 400,
+                eval_samples: 1,
+                min_objects: 2,
+                max_objects: 2,
+                canonical_share: share,
+                pair_share: 0.0,
+                ..Default::default()
+            })
+            .unwrap();
+            src.prepare(&DataContext::new(dir.path().to_path_buf(), 3))
+                .unwrap();
+            let captions: Vec<String> = src
+                .samples(Split::Train)
+                .unwrap()
+                .into_iter()
+                .map(|s| s.answer)
+                .collect();
+            captions.iter().filter(|c| left_to_right(c)).count()
+        };
+        // Random order lists two objects left to right about half the time;
+        // a share s of canonical captions raises that to s + (1 - s) / 2.
+        let (none, half, all) = (clean(0.0), clean(0.5), clean(1.0));
+        assert!((160..=240).contains(&none), "{none}");
+        assert!((260..=340).contains(&half), "{half}");
+        assert_eq!(all, 400);
+        assert!(ShapesSource::new(ShapesOptions {
+            canonical_share: 1.5,
+            ..Default::default()
+        })
+        .err()
+        .unwrap()
+        .contains("canonical_share"));
     }
 
     #[test]

@@ -1,0 +1,501 @@
+//! How a `shapes` model binds attributes to objects, and where plain
+//! decoding at one token per step goes wrong.
+//!
+//! ```text
+//! cargo bench --bench binding -- --model runs/quickstart/models/baseline
+//! ```
+//!
+//! On freshly rendered two-object scenes, with a random-order caption as the
+//! reference, it measures three things (`docs/seeds.md` reads them):
+//!
+//! - **Exclusion**: one attribute of the first object phrase masked, the
+//!   rest of the caption visible. The other phrase gives the answer away by
+//!   elimination, so a model that has not bound anything still scores high.
+//! - **Binding**: every size, colour, shape and place word of both phrases
+//!   masked except one *anchor* attribute of the first phrase; accuracy of
+//!   each other attribute of that phrase, over scenes whose two objects
+//!   differ in both. Only a model that binds the anchor to its object in
+//!   the image can score above 0.5.
+//! - **Decoding**: plain denoising, greedy, one token per step (the
+//!   report's `baseline/denoise @ 1`): the share of captions that end right,
+//!   which attribute is decoded first, and the first word after which the
+//!   caption can no longer become any right caption, with how many of its
+//!   phrase's attributes were visible when it was chosen.
+//!
+//! Places are compared as positions ("at the center" = "in the middle").
+//! Scenes are rendered with the `shapes` defaults (48 px, noise 8, jitter
+//! 0.5: the quickstart's), so probe a model trained on other images with care.
+//!
+//! Under `cargo test` (no `--bench` argument) it checks the caption layout
+//! and the consistency test on hand cases, then runs once on an untrained
+//! model with a few scenes and checks the table and the JSON.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{ensure, Context};
+use candle_core::{DType, Device, Tensor};
+use clap::Parser;
+use rand::SeedableRng;
+use rediff_api::model::{ModelBackend, Prompt};
+use rediff_api::tokens::pad_response;
+use rediff_engine::sampler::{Sampler, SamplerSettings, StepEvent};
+use rediff_shapes::scene::{Scene, SceneObject};
+use rediff_shapes::{caption, oracle, render, ShapesOptions};
+use rediff_standard::{Linear, LinearOptions, NoRefinement};
+use rediff_tiny_vlm::TinyVlmBackend;
+use serde::Serialize;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// `cargo bench --bench binding -- [options]`.
+#[derive(Debug, Parser)]
+#[command(
+    name = "binding",
+    about = "How a shapes model binds attributes to objects, and where decoding at one token per step goes wrong"
+)]
+struct Args {
+    /// A tiny-vlm checkpoint trained on `shapes` (a run's `models/baseline`, say).
+    #[arg(long)]
+    model: PathBuf,
+    /// Two-object scenes rendered for the probe.
+    #[arg(long, default_value_t = 400)]
+    scenes: usize,
+    /// Seed of the scenes, their captions and their pixel noise.
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+    /// Response length the model was trained with (the pipeline's `gen_length`).
+    #[arg(long, default_value_t = 24)]
+    gen_length: usize,
+    /// Also write the measurements here as JSON.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// `cargo bench` passes this; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
+/// The attributes of an object phrase.
+const ATTRIBUTES: [&str; 4] = ["size", "colour", "shape", "place"];
+
+/// Word positions of attribute `a` of phrase `k` in a two-object caption
+/// (`two objects : a S C SH P the W and a S C SH P the W .`); a place is
+/// its preposition and its position word, the word last.
+fn slots(k: usize, a: usize) -> Vec<usize> {
+    let first = 2 + 8 * k; // the connector before the phrase
+    match a {
+        0..=2 => vec![first + 2 + a],
+        _ => vec![first + 5, first + 7],
+    }
+}
+
+/// The attribute at word position `p` of a two-object caption, if any.
+fn attribute_at(p: usize) -> Option<(usize, usize)> {
+    (0..2)
+        .flat_map(|k| (0..4).map(move |a| (k, a)))
+        .find(|&(k, a)| slots(k, a).contains(&p))
+}
+
+fn value(o: &SceneObject, a: usize) -> &str {
+    [&o.size, &o.color, &o.shape, &o.position][a]
+}
+
+/// A place word as a scene position (`center` is the middle).
+fn position(word: &str) -> &str {
+    if word == "center" {
+        "middle"
+    } else {
+        word
+    }
+}
+
+/// Whether a partly decoded response (`None` = still masked) can still
+/// become one of `rights`.
+fn consistent(partial: &[Option<u32>], rights: &[Vec<u32>]) -> bool {
+    rights.iter().any(|r| {
+        partial
+            .iter()
+            .zip(r)
+            .all(|(p, t)| p.is_none_or(|p| p == *t))
+    })
+}
+
+/// One probed scene.
+struct Case {
+    prompt: Prompt,
+    /// The reference caption, tokenised and padded.
+    reference: Vec<u32>,
+    /// Its objects in caption order.
+    ordered: Vec<SceneObject>,
+    /// Every right caption, tokenised and padded.
+    rights: Vec<Vec<u32>>,
+}
+
+/// What the probe measured.
+#[derive(Debug, Default, Serialize)]
+struct Measurements {
+    model: String,
+    scenes: usize,
+    seed: u64,
+    /// Accuracy per attribute with only it masked (elimination possible).
+    exclusion: BTreeMap<String, f64>,
+    /// `binding[anchor][target]`: accuracy from that anchor alone.
+    binding: BTreeMap<String, BTreeMap<String, f64>>,
+    /// Scenes each binding cell averages over.
+    binding_scenes: BTreeMap<String, BTreeMap<String, usize>>,
+    /// Captions of plain one-token-per-step decoding that end right.
+    decoded_right: f64,
+    /// The attribute each caption decoded first, counted.
+    first_decoded: BTreeMap<String, usize>,
+    /// `first_wrong[attribute][visible]`: captions whose first word that
+    /// leaves every right caption was that attribute, chosen with `visible`
+    /// attributes of its phrase already decoded.
+    first_wrong: BTreeMap<String, BTreeMap<usize, usize>>,
+}
+
+fn build_cases(model: &dyn ModelBackend, args: &Args) -> anyhow::Result<Vec<Case>> {
+    let defaults = ShapesOptions::default();
+    let opts = render::RenderOptions {
+        image_size: defaults.image_size,
+        noise: defaults.noise,
+        jitter: defaults.jitter,
+    };
+    let eot = model.special_tokens().eot;
+    let tokenize = |text: &str| -> anyhow::Result<Vec<u32>> {
+        let ids = model.tokenizer().encode(text)?;
+        ensure!(
+            ids.len() == text.split_whitespace().count(),
+            "the model's tokenizer does not give one token per word of `{text}`: not a shapes model?"
+        );
+        Ok(pad_response(&ids, eot, args.gen_length)?)
+    };
+    let mut rng = rand::rngs::StdRng::seed_from_u64(args.seed);
+    let question = defaults.question.clone();
+    (0..args.scenes)
+        .map(|_| {
+            let scene = Scene::random(&mut rng, 2, 2);
+            let image = render::render(&scene, &opts, &mut rng);
+            let cap = caption::generate(&scene, caption::Order::Random, true, &mut rng);
+            Ok(Case {
+                prompt: Prompt {
+                    image: Some(Arc::new(rediff_formats::source_from_rgb(image))),
+                    ids: model.prompt_ids(&question)?,
+                },
+                reference: tokenize(&cap.text())?,
+                ordered: rediff_shapes::pairs::caption_order(&scene, &cap),
+                rights: oracle::right_captions(&scene)
+                    .iter()
+                    .map(|c| tokenize(c))
+                    .collect::<anyhow::Result<_>>()?,
+            })
+        })
+        .collect()
+}
+
+/// Greedy predictions of `model` at every position of `inputs`.
+fn predict(
+    model: &dyn ModelBackend,
+    ctx: &rediff_api::model::PromptContext,
+    inputs: &[Vec<u32>],
+) -> anyhow::Result<Vec<Vec<u32>>> {
+    let (n, l) = (inputs.len(), inputs[0].len());
+    let flat: Vec<u32> = inputs.iter().flatten().copied().collect();
+    let logits = model.forward(ctx, &Tensor::from_vec(flat, (n, l), model.device())?)?;
+    Ok(logits.argmax(candle_core::D::Minus1)?.to_vec2::<u32>()?)
+}
+
+fn measure(args: &Args) -> anyhow::Result<Measurements> {
+    let model = TinyVlmBackend::load(&args.model, &Device::Cpu, DType::F32)
+        .with_context(|| format!("loading {}", args.model.display()))?;
+    let model: &dyn ModelBackend = &model;
+    let cases = build_cases(model, args)?;
+    let ctx = model.encode_prompts(&cases.iter().map(|c| c.prompt.clone()).collect::<Vec<_>>())?;
+    let mask = model.special_tokens().mask;
+    let word = |id: u32| -> String {
+        let w = model.tokenizer().decode(&[id]).unwrap_or_default();
+        position(w.trim()).to_string()
+    };
+    // Right when the word (the position word, for a place) is right.
+    let right = |c: &Case, pred: &[u32], a: usize| {
+        let p = *slots(0, a).last().expect("a slot");
+        word(pred[p]) == word(c.reference[p])
+    };
+    let mut m = Measurements {
+        model: args.model.display().to_string(),
+        scenes: args.scenes,
+        seed: args.seed,
+        ..Default::default()
+    };
+    for a in 0..4 {
+        let inputs: Vec<Vec<u32>> = cases
+            .iter()
+            .map(|c| {
+                let mut x = c.reference.clone();
+                slots(0, a).into_iter().for_each(|p| x[p] = mask);
+                x
+            })
+            .collect();
+        let pred = predict(model, &ctx, &inputs)?;
+        let hits = cases
+            .iter()
+            .zip(&pred)
+            .filter(|(c, p)| right(c, p, a))
+            .count();
+        m.exclusion
+            .insert(ATTRIBUTES[a].into(), hits as f64 / cases.len() as f64);
+    }
+    for anchor in 0..4 {
+        let inputs: Vec<Vec<u32>> = cases
+            .iter()
+            .map(|c| {
+                let mut x = c.reference.clone();
+                for (k, a) in (0..2).flat_map(|k| (0..4).map(move |a| (k, a))) {
+                    if (k, a) != (0, anchor) {
+                        slots(k, a).into_iter().for_each(|p| x[p] = mask);
+                    }
+                }
+                x
+            })
+            .collect();
+        let pred = predict(model, &ctx, &inputs)?;
+        for target in (0..4).filter(|&t| t != anchor) {
+            let differ = |a: usize, c: &Case| value(&c.ordered[0], a) != value(&c.ordered[1], a);
+            let cells: Vec<bool> = cases
+                .iter()
+                .zip(&pred)
+                .filter(|(c, _)| differ(anchor, c) && differ(target, c))
+                .map(|(c, p)| right(c, p, target))
+                .collect();
+            let acc = cells.iter().filter(|&&h| h).count() as f64 / cells.len().max(1) as f64;
+            m.binding
+                .entry(ATTRIBUTES[anchor].into())
+                .or_default()
+                .insert(ATTRIBUTES[target].into(), acc);
+            m.binding_scenes
+                .entry(ATTRIBUTES[anchor].into())
+                .or_default()
+                .insert(ATTRIBUTES[target].into(), cells.len());
+        }
+    }
+    decode(model, &ctx, &cases, &mut m)?;
+    Ok(m)
+}
+
+/// Plain greedy decoding at one token per step, followed step by step.
+fn decode(
+    model: &dyn ModelBackend,
+    ctx: &rediff_api::model::PromptContext,
+    cases: &[Case],
+    m: &mut Measurements,
+) -> anyhow::Result<()> {
+    let l = cases[0].reference.len();
+    let schedule = Linear::new(LinearOptions::default()).map_err(anyhow::Error::msg)?;
+    let sampler = Sampler {
+        model,
+        schedule: &schedule,
+        policy: &NoRefinement,
+        policy_name: "none",
+        settings: SamplerSettings::for_tokens_per_step(l, l, 1, 0.0),
+    };
+    let mask = model.special_tokens().mask;
+    let mut first_decoded: Vec<Option<usize>> = vec![None; cases.len()];
+    let mut first_wrong: Vec<Option<(usize, usize)>> = vec![None; cases.len()];
+    let mut on_step = |e: &StepEvent| {
+        let i = e.sample;
+        let partial: Vec<Option<u32>> =
+            e.tokens.iter().map(|&t| (t != mask).then_some(t)).collect();
+        for &p in &e.unmasked {
+            if let Some((_, a)) = attribute_at(p) {
+                first_decoded[i].get_or_insert(a);
+            }
+        }
+        if first_wrong[i].is_none() && !consistent(&partial, &cases[i].rights) {
+            // One token per step: the word just chosen is the culprit.
+            let p = e.unmasked.first().copied().unwrap_or(0);
+            let (attr, visible) = match attribute_at(p) {
+                Some((k, a)) => {
+                    let seen = (0..4)
+                        .filter(|&b| b != a)
+                        .filter(|&b| slots(k, b).iter().all(|&q| partial[q].is_some()))
+                        .count();
+                    (a, seen)
+                }
+                None => (4, 0),
+            };
+            first_wrong[i] = Some((attr, visible));
+        }
+    };
+    let mut rng = rediff_nn::rng::stream(0, "binding", 0);
+    sampler.generate(ctx, &mut rng, Some(&mut on_step))?;
+    let name = |a: usize| {
+        ATTRIBUTES
+            .get(a)
+            .copied()
+            .unwrap_or("structure")
+            .to_string()
+    };
+    m.decoded_right =
+        first_wrong.iter().filter(|w| w.is_none()).count() as f64 / cases.len() as f64;
+    for a in first_decoded.into_iter().flatten() {
+        *m.first_decoded.entry(name(a)).or_default() += 1;
+    }
+    for (a, visible) in first_wrong.into_iter().flatten() {
+        *m.first_wrong
+            .entry(name(a))
+            .or_default()
+            .entry(visible)
+            .or_default() += 1;
+    }
+    Ok(())
+}
+
+fn table(m: &Measurements) -> String {
+    let mut s = format!(
+        "binding probe of {} on {} two-object scenes (seed {})\n\n",
+        m.model, m.scenes, m.seed
+    );
+    s += "Exclusion: one attribute of the first phrase masked, the rest of the caption visible\n\n";
+    s += "| size | colour | shape | place |\n|---:|---:|---:|---:|\n|";
+    for a in ATTRIBUTES {
+        s += &format!(" {:.3} |", m.exclusion[a]);
+    }
+    s += "\n\nBinding: only the anchor attribute of the first phrase visible (0.5 = chance)\n\n";
+    s += "| anchor | size | colour | shape | place |\n|---|---:|---:|---:|---:|\n";
+    for anchor in ATTRIBUTES {
+        s += &format!("| {anchor} |");
+        for target in ATTRIBUTES {
+            match m.binding[anchor].get(target) {
+                Some(acc) => s += &format!(" {acc:.3} |"),
+                None => s += " - |",
+            }
+        }
+        s += "\n";
+    }
+    s += &format!(
+        "\nDecoding, plain and greedy at one token per step: {:.3} of captions right\n",
+        m.decoded_right
+    );
+    s += &format!("First attribute decoded: {:?}\n\n", m.first_decoded);
+    s += "First word that leaves every right caption, by attributes of its phrase already decoded\n\n";
+    s += "| word | 0 | 1 | 2 | 3 |\n|---|---:|---:|---:|---:|\n";
+    for (attr, by) in &m.first_wrong {
+        s += &format!("| {attr} |");
+        for v in 0..4 {
+            s += &format!(" {} |", by.get(&v).copied().unwrap_or(0));
+        }
+        s += "\n";
+    }
+    s
+}
+
+fn run(args: &Args) -> anyhow::Result<String> {
+    ensure!(args.scenes > 0, "--scenes must be positive");
+    let m = measure(args)?;
+    if let Some(out) = &args.out {
+        std::fs::write(out, serde_json::to_string_pretty(&m)?)
+            .with_context(|| format!("writing {}", out.display()))?;
+    }
+    Ok(table(&m))
+}
+
+fn main() -> anyhow::Result<()> {
+    let argv: Vec<String> = std::env::args().collect();
+    // `cargo bench` passes --bench; anything else is `cargo test`.
+    if !argv.iter().any(|a| a == "--bench") {
+        return smoke_test();
+    }
+    print!("{}", run(&Args::parse_from(argv))?);
+    Ok(())
+}
+
+/// A fresh, untrained tiny-vlm over the shapes vocabulary, saved in `dir`.
+fn untrained_model(dir: &Path) -> anyhow::Result<()> {
+    let tokenizer = rediff_shapes::vocab::build_tokenizer(&ShapesOptions::default().question)?;
+    let cfg = rediff_tiny_vlm::TinyVlmConfig::new(
+        rediff_tiny_vlm::TinyVlmOptions {
+            hidden_size: 16,
+            num_layers: 1,
+            num_heads: 2,
+            intermediate_size: 16,
+            ..Default::default()
+        },
+        &tokenizer,
+    )
+    .map_err(anyhow::Error::msg)?;
+    TinyVlmBackend::new(cfg, tokenizer, 1, &Device::Cpu)?.save(dir)?;
+    Ok(())
+}
+
+/// What `cargo test` runs.
+fn smoke_test() -> anyhow::Result<()> {
+    // The layout of `two objects : a big red circle on the left and a small
+    // blue square at the center .`
+    assert_eq!(slots(0, 0), vec![4]);
+    assert_eq!(slots(0, 3), vec![7, 9]);
+    assert_eq!(slots(1, 1), vec![13]);
+    assert_eq!(slots(1, 3), vec![15, 17]);
+    assert_eq!(attribute_at(14), Some((1, 2)));
+    assert_eq!(attribute_at(8), None);
+    // Consistency: a partial response can still become a right one or not.
+    let rights = vec![vec![1, 2, 3], vec![1, 4, 5]];
+    assert!(consistent(&[Some(1), None, None], &rights));
+    assert!(consistent(&[None, Some(4), None], &rights));
+    assert!(!consistent(&[None, Some(2), Some(5)], &rights));
+    assert!(consistent(&[Some(1), Some(2), Some(3)], &rights));
+
+    let dir = tempfile::tempdir()?;
+    untrained_model(dir.path())?;
+    let out = dir.path().join("binding.json");
+    let args = Args::parse_from([
+        "binding",
+        "--model",
+        dir.path().to_str().context("utf-8 path")?,
+        "--scenes",
+        "6",
+        "--out",
+        out.to_str().context("utf-8 path")?,
+    ]);
+    let table = run(&args)?;
+    ensure!(
+        table.contains("| anchor | size | colour | shape | place |"),
+        "{table}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&out)?)?;
+    ensure!(json["scenes"] == 6, "{json}");
+    for anchor in ATTRIBUTES {
+        let row = json["binding"][anchor]
+            .as_object()
+            .context("a binding row")?;
+        ensure!(row.len() == 3, "{json}");
+        ensure!(
+            row.values()
+                .all(|v| (0.0..=1.0).contains(&v.as_f64().unwrap_or(-1.0))),
+            "{json}"
+        );
+    }
+    // Every caption either ends right or has one first wrong word.
+    let wrong: u64 = json["first_wrong"]
+        .as_object()
+        .context("first_wrong")?
+        .values()
+        .flat_map(|by| by.as_object().into_iter().flat_map(|o| o.values()))
+        .map(|v| v.as_u64().unwrap_or(0))
+        .sum();
+    let right = json["decoded_right"].as_f64().context("decoded_right")?;
+    ensure!(
+        (right * 6.0).round() as u64 + wrong == 6,
+        "{right} right + {wrong} wrong != 6: {json}"
+    );
+    // A directory that is not a checkpoint is named in the error.
+    let err = run(&Args::parse_from([
+        "binding",
+        "--model",
+        "/nonexistent/model",
+    ]))
+    .unwrap_err();
+    ensure!(format!("{err:#}").contains("/nonexistent/model"), "{err:#}");
+    println!("binding smoke test passed");
+    Ok(())
+}
