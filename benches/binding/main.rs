@@ -228,7 +228,7 @@ fn measure(args: &Args) -> anyhow::Result<Measurements> {
         seed: args.seed,
         ..Default::default()
     };
-    for a in 0..4 {
+    for (a, name) in ATTRIBUTES.iter().enumerate() {
         let inputs: Vec<Vec<u32>> = cases
             .iter()
             .map(|c| {
@@ -244,9 +244,9 @@ fn measure(args: &Args) -> anyhow::Result<Measurements> {
             .filter(|(c, p)| right(c, p, a))
             .count();
         m.exclusion
-            .insert(ATTRIBUTES[a].into(), hits as f64 / cases.len() as f64);
+            .insert(name.to_string(), hits as f64 / cases.len() as f64);
     }
-    for anchor in 0..4 {
+    for (anchor, anchor_name) in ATTRIBUTES.iter().enumerate() {
         let inputs: Vec<Vec<u32>> = cases
             .iter()
             .map(|c| {
@@ -270,11 +270,11 @@ fn measure(args: &Args) -> anyhow::Result<Measurements> {
                 .collect();
             let acc = cells.iter().filter(|&&h| h).count() as f64 / cells.len().max(1) as f64;
             m.binding
-                .entry(ATTRIBUTES[anchor].into())
+                .entry(anchor_name.to_string())
                 .or_default()
                 .insert(ATTRIBUTES[target].into(), acc);
             m.binding_scenes
-                .entry(ATTRIBUTES[anchor].into())
+                .entry(anchor_name.to_string())
                 .or_default()
                 .insert(ATTRIBUTES[target].into(), cells.len());
         }
