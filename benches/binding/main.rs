@@ -102,13 +102,13 @@ fn value(o: &SceneObject, a: usize) -> &str {
     [&o.size, &o.color, &o.shape, &o.position][a]
 }
 
-/// A place word as a scene position (`center` is the middle).
+/// A place word as a scene position, from the grammar's own table
+/// (`center` is the middle); other words unchanged.
 fn position(word: &str) -> &str {
-    if word == "center" {
-        "middle"
-    } else {
-        word
-    }
+    caption::PLACES
+        .iter()
+        .find(|p| p.1 == word)
+        .map_or(word, |p| p.2)
 }
 
 /// Whether a partly decoded response (`None` = still masked) can still
