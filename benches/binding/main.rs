@@ -21,6 +21,12 @@
 //!   which attribute is decoded first, and the first word after which the
 //!   caption can no longer become any right caption, with how many of its
 //!   phrase's attributes were visible when it was chosen.
+//! - **Steps** (`--tokens-per-step`, default 4 and 8): greedy decoding with
+//!   several tokens per step, plain and refining (ReDiff's sampler, revising
+//!   from the first step): at which step each caption first leaves every
+//!   right caption, how many wrong captions the rewrites repair, and how
+//!   many end wrong from a word chosen at their last step, which no sampler
+//!   step can revise.
 //!
 //! Places are compared as positions ("at the center" = "in the middle").
 //! Scenes are rendered with the `shapes` defaults (48 px, noise 8, jitter
@@ -39,11 +45,12 @@ use candle_core::{DType, Device, Tensor};
 use clap::Parser;
 use rand::SeedableRng;
 use rediff_api::model::{ModelBackend, Prompt};
+use rediff_api::policy::RefinementPolicy;
 use rediff_api::tokens::pad_response;
 use rediff_engine::sampler::{Sampler, SamplerSettings, StepEvent};
 use rediff_shapes::scene::{Scene, SceneObject};
 use rediff_shapes::{caption, oracle, render, ShapesOptions};
-use rediff_standard::{Linear, LinearOptions, NoRefinement};
+use rediff_standard::{Linear, LinearOptions, NoRefinement, Refine, RefineOptions};
 use rediff_tiny_vlm::TinyVlmBackend;
 use serde::Serialize;
 
@@ -69,6 +76,9 @@ struct Args {
     /// Response length the model was trained with (the pipeline's `gen_length`).
     #[arg(long, default_value_t = 24)]
     gen_length: usize,
+    /// Tokens per step of the step anatomy (each divides `--gen-length`).
+    #[arg(long, value_delimiter = ',', default_values_t = [4usize, 8])]
+    tokens_per_step: Vec<usize>,
     /// Also write the measurements here as JSON.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -153,6 +163,32 @@ struct Measurements {
     /// leaves every right caption was that attribute, chosen with `visible`
     /// attributes of its phrase already decoded.
     first_wrong: BTreeMap<String, BTreeMap<usize, usize>>,
+    /// Decoding at several tokens per step, plain and refining.
+    steps: Vec<StepAnatomy>,
+}
+
+/// Where captions go wrong at several tokens per step.
+#[derive(Debug, Default, Serialize)]
+struct StepAnatomy {
+    tokens_per_step: usize,
+    /// `denoise` (plain) or `refine` (ReDiff's sampler from the first step).
+    sampler: String,
+    /// Sampler steps of the block (`gen_length / tokens_per_step`).
+    steps: usize,
+    /// Captions that end right.
+    right: f64,
+    /// `went_wrong_at[s]`: captions that first leave every right caption
+    /// at step `s`.
+    went_wrong_at: Vec<usize>,
+    /// Captions wrong after some step that end right: repaired by rewrites.
+    repaired: usize,
+    /// Captions that end wrong whose first wrong word came at their last
+    /// step (after it no step is left to revise it).
+    wrong_from_last_step: usize,
+    /// Captions that end wrong.
+    wrong: usize,
+    /// Tokens rewritten per caption.
+    rewrites_per_caption: f64,
 }
 
 fn build_cases(model: &dyn ModelBackend, args: &Args) -> anyhow::Result<Vec<Case>> {
@@ -280,6 +316,25 @@ fn measure(args: &Args) -> anyhow::Result<Measurements> {
         }
     }
     decode(model, &ctx, &cases, &mut m)?;
+    let refine = Refine::new(RefineOptions {
+        start: Some(0),
+        ..Default::default()
+    })
+    .map_err(anyhow::Error::msg)?;
+    for &k in &args.tokens_per_step {
+        ensure!(
+            k > 0 && args.gen_length % k == 0,
+            "--tokens-per-step {k} does not divide --gen-length {}",
+            args.gen_length
+        );
+        for (name, policy) in [
+            ("denoise", &NoRefinement as &dyn RefinementPolicy),
+            ("refine", &refine),
+        ] {
+            m.steps
+                .push(step_anatomy(model, &ctx, &cases, k, name, policy)?);
+        }
+    }
     Ok(m)
 }
 
@@ -351,6 +406,91 @@ fn decode(
     Ok(())
 }
 
+/// A response as its caption reads so far: the tokens before the stop, then
+/// end-of-turn padding (what follows a stop is never output); `None` for a
+/// mask before it.
+fn as_output(tokens: &[u32], stop: Option<usize>, mask: u32, eot: u32) -> Vec<Option<u32>> {
+    let stop = stop.unwrap_or(tokens.len());
+    tokens
+        .iter()
+        .enumerate()
+        .map(|(p, &t)| {
+            if p >= stop {
+                Some(eot)
+            } else {
+                (t != mask).then_some(t)
+            }
+        })
+        .collect()
+}
+
+/// Greedy decoding at `k` tokens per step with `policy`, followed step by step.
+fn step_anatomy(
+    model: &dyn ModelBackend,
+    ctx: &rediff_api::model::PromptContext,
+    cases: &[Case],
+    k: usize,
+    name: &str,
+    policy: &dyn RefinementPolicy,
+) -> anyhow::Result<StepAnatomy> {
+    let l = cases[0].reference.len();
+    let schedule = Linear::new(LinearOptions::default()).map_err(anyhow::Error::msg)?;
+    let sampler = Sampler {
+        model,
+        schedule: &schedule,
+        policy,
+        policy_name: name,
+        settings: SamplerSettings::for_tokens_per_step(l, l, k, 0.0),
+    };
+    let steps = sampler.settings.steps;
+    let mask = model.special_tokens().mask;
+    let n = cases.len();
+    // Per caption: first step it is wrong after, last step seen, wrong now.
+    let mut born: Vec<Option<usize>> = vec![None; n];
+    let mut last = vec![0usize; n];
+    let mut wrong_now = vec![false; n];
+    let mut rewrites = 0usize;
+    let eot = model.special_tokens().eot;
+    let mut on_step = |e: &StepEvent| {
+        let i = e.sample;
+        let partial = as_output(&e.tokens, e.stop, mask, eot);
+        wrong_now[i] = !consistent(&partial, &cases[i].rights);
+        if wrong_now[i] {
+            born[i].get_or_insert(e.step);
+        }
+        last[i] = e.step;
+        rewrites += e.revised.len();
+    };
+    let mut rng = rediff_nn::rng::stream(0, "binding-steps", k as u64);
+    let generation = sampler.generate(ctx, &mut rng, Some(&mut on_step))?;
+    let mut a = StepAnatomy {
+        tokens_per_step: k,
+        sampler: name.to_string(),
+        steps,
+        went_wrong_at: vec![0; steps],
+        rewrites_per_caption: rewrites as f64 / n as f64,
+        ..Default::default()
+    };
+    for i in 0..n {
+        let out = as_output(&generation.responses[i], generation.stops[i], mask, eot);
+        let ends_right = consistent(&out, &cases[i].rights);
+        if let Some(s) = born[i] {
+            a.went_wrong_at[s] += 1;
+            if ends_right {
+                a.repaired += 1;
+            } else if s == last[i] {
+                a.wrong_from_last_step += 1;
+            }
+        }
+        if ends_right {
+            a.right += 1.0 / n as f64;
+        } else {
+            a.wrong += 1;
+        }
+    }
+    Ok(a)
+}
+
 fn table(m: &Measurements) -> String {
     let mut s = format!(
         "binding probe of {} on {} two-object scenes (seed {})\n\n",
@@ -386,6 +526,23 @@ fn table(m: &Measurements) -> String {
             s += &format!(" {} |", by.get(&v).copied().unwrap_or(0));
         }
         s += "\n";
+    }
+    if !m.steps.is_empty() {
+        s += "\nSteps: greedy decoding at several tokens per step; captions by the step after which they first leave every right caption\n\n";
+        s += "| tokens/step | sampler | right | wrong after step 0, 1, ... | repaired by rewrites | wrong | of which first wrong at their last step | rewrites/caption |\n|---:|---|---:|---|---:|---:|---:|---:|\n";
+        for a in &m.steps {
+            s += &format!(
+                "| {} | {} | {:.3} | {:?} | {} | {} | {} | {:.2} |\n",
+                a.tokens_per_step,
+                a.sampler,
+                a.right,
+                a.went_wrong_at,
+                a.repaired,
+                a.wrong,
+                a.wrong_from_last_step,
+                a.rewrites_per_caption
+            );
+        }
     }
     s
 }
@@ -444,6 +601,12 @@ fn smoke_test() -> anyhow::Result<()> {
     assert!(consistent(&[None, Some(4), None], &rights));
     assert!(!consistent(&[None, Some(2), Some(5)], &rights));
     assert!(consistent(&[Some(1), Some(2), Some(3)], &rights));
+    // Output view: masks before the stop are open, everything after it is padding.
+    assert_eq!(
+        as_output(&[1, 9, 7, 8, 5], Some(3), 9, 0),
+        vec![Some(1), None, Some(7), Some(0), Some(0)]
+    );
+    assert_eq!(as_output(&[1, 9], None, 9, 0), vec![Some(1), None]);
 
     let dir = tempfile::tempdir()?;
     untrained_model(dir.path())?;
@@ -487,6 +650,29 @@ fn smoke_test() -> anyhow::Result<()> {
     ensure!(
         (right * 6.0).round() as u64 + wrong == 6,
         "{right} right + {wrong} wrong != 6: {json}"
+    );
+    // Step anatomy: 4 and 8 tokens per step, plain and refining; every
+    // caption ends right or wrong, and every one that went wrong at some
+    // step either ends wrong or was repaired.
+    let steps = json["steps"].as_array().context("steps")?;
+    ensure!(steps.len() == 4, "{json}");
+    for a in steps {
+        let n = |k: &str| a[k].as_u64().unwrap_or(u64::MAX);
+        let born: u64 = a["went_wrong_at"]
+            .as_array()
+            .context("went_wrong_at")?
+            .iter()
+            .map(|v| v.as_u64().unwrap_or(0))
+            .sum();
+        let right = (a["right"].as_f64().context("right")? * 6.0).round() as u64;
+        ensure!(right + n("wrong") == 6, "{a}");
+        ensure!(born == n("repaired") + n("wrong"), "{a}");
+        ensure!(n("wrong_from_last_step") <= n("wrong"), "{a}");
+        ensure!(a["steps"] == 24 / n("tokens_per_step"), "{a}");
+    }
+    ensure!(
+        steps[0]["sampler"] == "denoise" && steps[0]["repaired"] == 0,
+        "plain denoising never repairs: {json}"
     );
     // A directory that is not a checkpoint is named in the error.
     let err = run(&Args::parse_from([

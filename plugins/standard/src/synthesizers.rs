@@ -81,6 +81,12 @@ pub enum ReplacementIds {
     /// (`torch.randint(1, vocab_size - 1000)`; LLaDA's special tokens sit
     /// in the top 1000 ids).
     Reference,
+    /// A token of the same answer, taken from another position (uniform over
+    /// the answer's non-special positions whose token differs from the one
+    /// replaced; a uniform non-special id when there is none). Parallel
+    /// decoding fails this way: a word of the caption repeated or bound to
+    /// the wrong object, not a word from nowhere.
+    InResponse,
 }
 
 /// Options of `random-replace`.
@@ -95,8 +101,9 @@ pub struct RandomReplaceOptions {
     /// weigh up to 1000x the others and training noisy on small budgets; a
     /// floor caps that. Default 0: exactly the paper's loss.
     pub loss_p_floor: f32,
-    /// `non-special` (default) or `reference` (ids `1 ..= vocab - 1001`
-    /// without a special-token filter, as the reference code draws them).
+    /// `non-special` (default), `reference` (ids `1 ..= vocab - 1001`
+    /// without a special-token filter, as the reference code draws them) or
+    /// `in-response` (a word of the same answer from another position).
     pub ids: ReplacementIds,
 }
 
@@ -140,10 +147,30 @@ impl RandomReplace {
         })
     }
 
-    /// Draws one replacement id.
-    fn draw(&self, ctx: &SynthContext<'_>, rng: &mut dyn RngCore) -> rediff_api::Result<u32> {
+    /// Draws the replacement of `sample.response[at]`.
+    fn draw(
+        &self,
+        sample: &TokenizedSample,
+        at: usize,
+        ctx: &SynthContext<'_>,
+        rng: &mut dyn RngCore,
+    ) -> rediff_api::Result<u32> {
         match self.ids {
             ReplacementIds::NonSpecial => Ok(ordinary_token(ctx, rng)),
+            ReplacementIds::InResponse => {
+                let current = sample.response[at];
+                let answer = &sample.response[..sample.answer_len.min(sample.response.len())];
+                let others: Vec<u32> = answer
+                    .iter()
+                    .copied()
+                    .filter(|&id| id != current && !ctx.special.is_special(id))
+                    .collect();
+                Ok(if others.is_empty() {
+                    ordinary_token(ctx, rng)
+                } else {
+                    others[rng.random_range(0..others.len())]
+                })
+            }
             ReplacementIds::Reference => {
                 let high = ctx
                     .vocab_size
@@ -193,7 +220,7 @@ impl ErrorSynthesizer for RandomReplace {
                 input[i] = ctx.special.mask;
                 m.push(i);
             } else if rng.random::<f32>() < self.rate {
-                input[i] = self.draw(ctx, rng)?;
+                input[i] = self.draw(sample, i, ctx, rng)?;
                 r.push(i);
             } else {
                 k.push(i);
@@ -448,6 +475,55 @@ mod tests {
         for g in &c.groups {
             assert_eq!(g.weight, group_mean_weight(g.positions.len(), 0.5));
         }
+    }
+
+    #[test]
+    fn in_response_replacements_are_other_words_of_the_same_answer() {
+        let fx = Fixture::new();
+        let ctx = fx.ctx();
+        let synth = RandomReplace::new(RandomReplaceOptions {
+            rate: 1.0,
+            loss_p_floor: 0.1,
+            ids: ReplacementIds::InResponse,
+        })
+        .unwrap();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
+        // "a red circle" = [0, 1, 3] + end-of-turn padding (6, special).
+        let mut seen = vec![std::collections::BTreeSet::new(); 6];
+        for _ in 0..200 {
+            let c = synth
+                .corrupt(&sample(vec![]), 0.0, &ctx, &mut rng)
+                .unwrap()
+                .sample
+                .unwrap();
+            for (i, &id) in c.input.iter().enumerate() {
+                seen[i].insert(id);
+            }
+        }
+        let words = |v: &[u32]| {
+            v.iter()
+                .copied()
+                .collect::<std::collections::BTreeSet<u32>>()
+        };
+        assert_eq!(seen[0], words(&[1, 3]), "'a' becomes red or circle");
+        assert_eq!(seen[1], words(&[0, 3]), "'red' becomes a or circle");
+        assert_eq!(seen[2], words(&[0, 1]), "'circle' becomes a or red");
+        for padding in &seen[3..] {
+            assert_eq!(padding, &words(&[0, 1, 3]), "padding takes any answer word");
+        }
+        // An answer of one repeated word has nothing else to offer: a
+        // uniform non-special id instead, never a special one.
+        let mono = TokenizedSample {
+            response: vec![2, 2, 2, 6],
+            answer_len: 3,
+            ..sample(vec![])
+        };
+        let mut fallback = std::collections::BTreeSet::new();
+        for _ in 0..200 {
+            let c = synth.corrupt(&mono, 0.0, &ctx, &mut rng).unwrap();
+            fallback.extend(c.sample.unwrap().input[..3].iter().copied());
+        }
+        assert_eq!(fallback, words(&[0, 1, 2, 3, 4, 5]));
     }
 
     #[test]
