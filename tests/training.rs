@@ -253,3 +253,125 @@ fn stratified_times_give_each_sample_its_own_stratum() {
         });
     assert!(outside, "uniform draws landed in the strata by chance");
 }
+
+/// Trains the fixture's model for `steps` with `settings` into `run`.
+fn train_stage(
+    fx: &Fixture,
+    settings: &TrainSettings,
+    run: &str,
+    steps: usize,
+    resume: bool,
+    interrupt: &AtomicBool,
+) -> (
+    TinyVlmBackend,
+    rediff_api::Result<rediff_engine::train::StageReport>,
+) {
+    let schedule = Linear::new(LinearOptions::default()).unwrap();
+    let synth: Vec<Arc<dyn ErrorSynthesizer>> = vec![Arc::new(Masked::new(MaskedOptions {}))];
+    let model = fx.model();
+    let examples = fx.examples(&model);
+    let report = StageRun {
+        name: "stage".into(),
+        model: &model,
+        schedule: &schedule,
+        schedule_spec: None,
+        synthesizers: &synth,
+        examples: &examples,
+        settings,
+        steps,
+        lr: 1e-2,
+        seed: 5,
+        dirs: StageDirs::new(&fx.dir.path().join(run), "stage"),
+        resume,
+        progress: None,
+        interrupt,
+        shards: 1,
+    }
+    .run();
+    (model, report)
+}
+
+#[test]
+fn ema_saves_the_weight_average_and_leaves_training_alone() {
+    let fx = Fixture::new();
+    let plain = TrainSettings {
+        batch_size: 4,
+        warmup_steps: 1,
+        checkpoint_every: 0,
+        ..Default::default()
+    };
+    let averaged = TrainSettings {
+        ema: 0.9,
+        ..plain.clone()
+    };
+    let off = AtomicBool::new(false);
+    let (raw_model, _) = train_stage(&fx, &plain, "plain", 12, false, &off);
+    let (ema_model, report) = train_stage(&fx, &averaged, "ema", 12, false, &off);
+    report.unwrap();
+    let latest = StageDirs::new(&fx.dir.path().join("ema"), "stage").latest;
+    let raw =
+        rediff_nn::checkpoint::read_safetensors(&latest.join("weights.safetensors"), &Device::Cpu)
+            .unwrap();
+    let avg = rediff_nn::checkpoint::read_safetensors(
+        &latest.join(rediff_engine::train::EMA_FILE),
+        &Device::Cpu,
+    )
+    .unwrap();
+    let flat = |t: &candle_core::Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let mut apart = 0f32;
+    for ((name, plain_w), (_, ema_w)) in weights(&raw_model).iter().zip(weights(&ema_model).iter())
+    {
+        // The trajectory is the plain run's: the checkpoint's raw weights are its weights.
+        assert!(max_abs_diff(plain_w, &flat(&raw[name])) < 1e-6, "{name}");
+        // The stage's model is the average the checkpoint keeps.
+        assert_eq!(ema_w, &flat(&avg[&format!("ema.{name}")]), "{name}");
+        apart = apart.max(max_abs_diff(plain_w, ema_w));
+    }
+    assert!(
+        apart > 1e-4,
+        "the average equals the last weights ({apart})"
+    );
+}
+
+#[test]
+fn an_interrupted_ema_stage_resumes_to_the_same_average() {
+    let fx = Fixture::new();
+    let settings = TrainSettings {
+        batch_size: 4,
+        warmup_steps: 1,
+        checkpoint_every: 2,
+        ema: 0.9,
+        ..Default::default()
+    };
+    let steps = 120;
+    let off = AtomicBool::new(false);
+    let (straight, _) = train_stage(&fx, &settings, "straight", steps, false, &off);
+    // Interrupt once the first checkpoint (with its average) exists.
+    let flag = Arc::new(AtomicBool::new(false));
+    let watcher = {
+        let flag = flag.clone();
+        let state = StageDirs::new(&fx.dir.path().join("cut"), "stage")
+            .latest
+            .join(rediff_engine::train::EMA_FILE);
+        std::thread::spawn(move || {
+            for _ in 0..20_000 {
+                if state.exists() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        })
+    };
+    let (_, first) = train_stage(&fx, &settings, "cut", steps, false, &flag);
+    watcher.join().unwrap();
+    assert!(
+        matches!(first, Err(rediff_api::Error::Interrupted)),
+        "the stage should have been interrupted"
+    );
+    let (resumed, report) = train_stage(&fx, &settings, "cut", steps, true, &off);
+    assert_eq!(report.unwrap().steps, steps);
+    for ((name, a), (_, b)) in weights(&straight).iter().zip(weights(&resumed).iter()) {
+        assert_eq!(a, b, "{name}: the resumed average differs");
+    }
+}

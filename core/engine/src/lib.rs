@@ -17,6 +17,7 @@
 //! - [`stage2`]: the parts of the online self-correction loop.
 
 pub mod config;
+pub mod ema;
 pub mod eval;
 pub mod optim;
 pub mod parallel;

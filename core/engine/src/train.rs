@@ -15,6 +15,7 @@ use rand::Rng as _;
 use rediff_api::image::SourceImage;
 
 use crate::config::TrainSettings;
+use crate::ema::Ema;
 use crate::optim::{lr_at, AdamW, AdamWConfig};
 use crate::parallel::map_scoped;
 use rediff_api::error::{Error, Result};
@@ -27,6 +28,9 @@ use rediff_nn::checkpoint::{
 };
 use rediff_nn::loss::weighted_loss;
 use rediff_nn::rng;
+
+/// The weight average in a stage's `latest/` checkpoint (with `[train].ema`).
+pub const EMA_FILE: &str = "ema.safetensors";
 
 /// One training example: image, prompt ids and the tokenized answer.
 #[derive(Debug, Clone)]
@@ -235,6 +239,7 @@ impl StageRun<'_> {
     fn save_latest(
         &self,
         opt: &AdamW,
+        ema: Option<&Ema>,
         state: &mut TrainerState,
         report: &StageReport,
     ) -> Result<()> {
@@ -250,6 +255,11 @@ impl StageRun<'_> {
             let opt_path = dir.join(OPTIMIZER_FILE);
             candle_core::safetensors::save(&opt.state(), &opt_path)
                 .map_err(|e| Error::checkpoint(&opt_path, e))?;
+            if let Some(ema) = ema {
+                let ema_path = dir.join(EMA_FILE);
+                candle_core::safetensors::save(&ema.state(), &ema_path)
+                    .map_err(|e| Error::checkpoint(&ema_path, e))?;
+            }
             write_json(&dir.join(STATE_FILE), &*state)
         })
     }
@@ -283,6 +293,7 @@ impl StageRun<'_> {
                 weight_decay: s.weight_decay,
             },
         )?;
+        let mut ema = (s.ema > 0.0).then(|| Ema::new(varmap, s.ema)).transpose()?;
         let mut state = TrainerState {
             stage: self.name.clone(),
             step: 0,
@@ -307,6 +318,17 @@ impl StageRun<'_> {
             let opt_state =
                 read_safetensors(&self.dirs.latest.join(OPTIMIZER_FILE), self.model.device())?;
             opt.load_state(&opt_state, saved.step)?;
+            if let Some(ema) = &mut ema {
+                let path = self.dirs.latest.join(EMA_FILE);
+                if !path.exists() {
+                    return Err(Error::invalid(format!(
+                        "cannot resume stage {} with `ema`: its checkpoint {} was saved without a weight average",
+                        self.name,
+                        self.dirs.latest.display()
+                    )));
+                }
+                ema.load_state(&read_safetensors(&path, self.model.device())?)?;
+            }
             tracing::info!(stage = %self.name, step = saved.step, "resuming");
             state = saved;
         }
@@ -340,7 +362,7 @@ impl StageRun<'_> {
             if self.interrupt.load(Ordering::SeqCst) {
                 state.seconds = seconds_before + started.elapsed().as_secs_f64();
                 state.pending_loss = acc;
-                self.save_latest(&opt, &mut state, &report)?;
+                self.save_latest(&opt, ema.as_ref(), &mut state, &report)?;
                 bar.abandon_with_message("interrupted; saved");
                 return Err(Error::Interrupted);
             }
@@ -365,6 +387,9 @@ impl StageRun<'_> {
             };
             let lr = lr_at(step, self.steps, s.warmup_steps, self.lr, s.min_lr_ratio);
             opt.step(&grads, lr, scale)?;
+            if let Some(ema) = &mut ema {
+                ema.update()?;
+            }
             state.step += 1;
             acc.0 += f64::from(loss_value);
             acc.1 += 1;
@@ -381,7 +406,7 @@ impl StageRun<'_> {
             {
                 state.seconds = seconds_before + started.elapsed().as_secs_f64();
                 state.pending_loss = acc;
-                self.save_latest(&opt, &mut state, &report)?;
+                self.save_latest(&opt, ema.as_ref(), &mut state, &report)?;
             }
         }
         bar.finish_and_clear();
@@ -396,7 +421,12 @@ impl StageRun<'_> {
         report.final_loss = state.losses.last().map_or(f32::NAN, |l| l.1);
         report.losses = state.losses.clone();
         state.pending_loss = acc;
-        self.save_latest(&opt, &mut state, &report)?;
+        self.save_latest(&opt, ema.as_ref(), &mut state, &report)?;
+        if let Some(ema) = &ema {
+            // The stage's model is the average (the checkpoint above keeps
+            // the raw weights and the average apart).
+            ema.copy_into_weights()?;
+        }
         write_dir_atomically(&self.dirs.final_model, |dir| {
             self.model.save(dir)?;
             if let Some(spec) = self.schedule_spec {

@@ -35,6 +35,10 @@ pub struct TrainSettings {
     /// How each batch draws its diffusion times `t` (mask probability
     /// `p = schedule(t)`). Default `uniform`.
     pub t_sampling: TimeSampling,
+    /// Decay of an exponential moving average of the weights, updated after
+    /// every optimiser step; each stage then saves the average as its model
+    /// (see [`crate::ema`]). Default 0: off, the last step's weights.
+    pub ema: f64,
 }
 
 /// How a training batch draws its diffusion times.
@@ -81,6 +85,7 @@ impl Default for TrainSettings {
             concurrent_stages: true,
             data_parallel: 2,
             t_sampling: TimeSampling::Uniform,
+            ema: 0.0,
         }
     }
 }
