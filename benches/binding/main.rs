@@ -445,17 +445,15 @@ fn step_anatomy(
     let steps = sampler.settings.steps;
     let mask = model.special_tokens().mask;
     let n = cases.len();
-    // Per caption: first step it is wrong after, last step seen, wrong now.
+    // Per caption: the first step it is wrong after, the last step seen.
     let mut born: Vec<Option<usize>> = vec![None; n];
     let mut last = vec![0usize; n];
-    let mut wrong_now = vec![false; n];
     let mut rewrites = 0usize;
     let eot = model.special_tokens().eot;
     let mut on_step = |e: &StepEvent| {
         let i = e.sample;
         let partial = as_output(&e.tokens, e.stop, mask, eot);
-        wrong_now[i] = !consistent(&partial, &cases[i].rights);
-        if wrong_now[i] {
+        if !consistent(&partial, &cases[i].rights) {
             born[i].get_or_insert(e.step);
         }
         last[i] = e.step;

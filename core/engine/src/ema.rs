@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use candle_core::{Tensor, Var};
 use candle_nn::VarMap;
 
+use crate::optim::{saved_tensor, sorted_vars};
 use rediff_api::error::{Error, Result};
 
 /// The running average of every variable of a [`VarMap`].
@@ -26,14 +27,7 @@ impl Ema {
                 "ema must lie in [0, 1) (0 = off), got {decay}"
             )));
         }
-        let mut params: Vec<(String, Var)> = varmap
-            .data()
-            .lock()
-            .map_err(|_| Error::invalid("variable map lock poisoned"))?
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        params.sort_by(|a, b| a.0.cmp(&b.0));
+        let params = sorted_vars(varmap)?;
         let shadow = params
             .iter()
             .map(|(_, v)| v.as_tensor().detach().copy())
@@ -76,18 +70,7 @@ impl Ema {
     /// Restores an average saved by [`state`](Self::state).
     pub fn load_state(&mut self, state: &HashMap<String, Tensor>) -> Result<()> {
         for (slot, (name, var)) in self.shadow.iter_mut().zip(&self.params) {
-            let key = format!("ema.{name}");
-            let t = state
-                .get(&key)
-                .ok_or_else(|| Error::invalid(format!("weight average lacks `{key}`")))?;
-            if t.dims() != var.dims() {
-                return Err(Error::invalid(format!(
-                    "weight average `{key}` has shape {:?}, variable has {:?}",
-                    t.dims(),
-                    var.dims()
-                )));
-            }
-            *slot = t.to_device(var.device())?;
+            *slot = saved_tensor(state, &format!("ema.{name}"), var, "weight average")?;
         }
         Ok(())
     }

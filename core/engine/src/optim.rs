@@ -35,14 +35,7 @@ pub struct AdamW {
 impl AdamW {
     /// Optimises every variable of `varmap` (sorted by name for a stable order).
     pub fn new(varmap: &VarMap, config: AdamWConfig) -> Result<Self> {
-        let mut params: Vec<(String, Var)> = varmap
-            .data()
-            .lock()
-            .map_err(|_| Error::invalid("variable map lock poisoned"))?
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        params.sort_by(|a, b| a.0.cmp(&b.0));
+        let params = sorted_vars(varmap)?;
         let m = params
             .iter()
             .map(|(_, v)| v.zeros_like())
@@ -115,23 +108,46 @@ impl AdamW {
     pub fn load_state(&mut self, state: &HashMap<String, Tensor>, step: usize) -> Result<()> {
         for (i, (name, var)) in self.params.iter().enumerate() {
             for (prefix, slot) in [("m", &mut self.m[i]), ("v", &mut self.v[i])] {
-                let key = format!("{prefix}.{name}");
-                let t = state
-                    .get(&key)
-                    .ok_or_else(|| Error::invalid(format!("optimizer state lacks `{key}`")))?;
-                if t.dims() != var.dims() {
-                    return Err(Error::invalid(format!(
-                        "optimizer state `{key}` has shape {:?}, variable has {:?}",
-                        t.dims(),
-                        var.dims()
-                    )));
-                }
-                *slot = t.to_device(var.device())?;
+                *slot = saved_tensor(state, &format!("{prefix}.{name}"), var, "optimizer state")?;
             }
         }
         self.step = step;
         Ok(())
     }
+}
+
+/// The variables of `varmap`, sorted by name (a stable order for saved state).
+pub(crate) fn sorted_vars(varmap: &VarMap) -> Result<Vec<(String, Var)>> {
+    let mut params: Vec<(String, Var)> = varmap
+        .data()
+        .lock()
+        .map_err(|_| Error::invalid("variable map lock poisoned"))?
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    params.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(params)
+}
+
+/// `state[key]`, checked against `var`'s shape and moved to its device;
+/// `what` names the state in errors.
+pub(crate) fn saved_tensor(
+    state: &HashMap<String, Tensor>,
+    key: &str,
+    var: &Var,
+    what: &str,
+) -> Result<Tensor> {
+    let t = state
+        .get(key)
+        .ok_or_else(|| Error::invalid(format!("{what} lacks `{key}`")))?;
+    if t.dims() != var.dims() {
+        return Err(Error::invalid(format!(
+            "{what} `{key}` has shape {:?}, variable has {:?}",
+            t.dims(),
+            var.dims()
+        )));
+    }
+    Ok(t.to_device(var.device())?)
 }
 
 /// Warm-up then cosine decay to `min_ratio * peak`.

@@ -160,15 +160,14 @@ impl RandomReplace {
             ReplacementIds::InResponse => {
                 let current = sample.response[at];
                 let answer = &sample.response[..sample.answer_len.min(sample.response.len())];
-                let others: Vec<u32> = answer
+                let mut others = answer
                     .iter()
                     .copied()
-                    .filter(|&id| id != current && !ctx.special.is_special(id))
-                    .collect();
-                Ok(if others.is_empty() {
-                    ordinary_token(ctx, rng)
-                } else {
-                    others[rng.random_range(0..others.len())]
+                    .filter(|&id| id != current && !ctx.special.is_special(id));
+                // Counted, then walked again: no allocation per replacement.
+                Ok(match others.clone().count() {
+                    0 => ordinary_token(ctx, rng),
+                    n => others.nth(rng.random_range(0..n)).expect("n candidates"),
                 })
             }
             ReplacementIds::Reference => {
