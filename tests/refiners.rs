@@ -154,6 +154,9 @@ fn seeds_repeat_the_pipeline_and_aggregate_across_seeds() {
     assert_eq!((cfg.seed, cfg.seeds.len()), (4, 0));
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(md.contains("### Per seed"), "{md}");
+    // The header names the study, not the first seed.
+    assert!(md.contains(", 2 seeds, response length"), "{md}");
+    assert!(!md.contains("seed 3,"), "{md}");
     // The comparison is tested at both budgets on every metric, paired by seed.
     assert!(md.contains("### Comparisons"), "{md}");
     let metrics = r.metrics.len();

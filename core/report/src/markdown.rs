@@ -200,10 +200,15 @@ pub fn per_seed_table(metrics: &[MetricInfo], rows: &[EvalRow]) -> String {
 pub fn render(r: &Report) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "# rediff report\n");
+    let seeds = if r.seeds.is_empty() {
+        format!("seed {}", r.seed)
+    } else {
+        format!("{} seeds", r.seeds.len())
+    };
     let _ = writeln!(
         s,
-        "Pipeline `{}`, seed {}, response length {} tokens. Training data: {} clean captions and {} hallucination-pair samples; {} held-out images scored per setting.\n",
-        r.pipeline, r.seed, r.gen_length, r.data.train_clean, r.data.train_pairs, r.data.eval
+        "Pipeline `{}`, {seeds}, response length {} tokens. Training data: {} clean captions and {} hallucination-pair samples; {} held-out images scored per setting.\n",
+        r.pipeline, r.gen_length, r.data.train_clean, r.data.train_pairs, r.data.eval
     );
     let _ = writeln!(s, "![quality vs parallelism]({PLOT_FILE})\n");
     let _ = writeln!(s, "## Results\n");
