@@ -346,14 +346,6 @@ fn decode(
     m: &mut Measurements,
 ) -> anyhow::Result<()> {
     let l = cases[0].reference.len();
-    let schedule = Linear::new(LinearOptions::default()).map_err(anyhow::Error::msg)?;
-    let sampler = Sampler {
-        model,
-        schedule: &schedule,
-        policy: &NoRefinement,
-        policy_name: "none",
-        settings: SamplerSettings::for_tokens_per_step(l, l, 1, 0.0),
-    };
     let mask = model.special_tokens().mask;
     let mut first_decoded: Vec<Option<usize>> = vec![None; cases.len()];
     let mut first_wrong: Vec<Option<(usize, usize)>> = vec![None; cases.len()];
@@ -382,8 +374,9 @@ fn decode(
             first_wrong[i] = Some((attr, visible));
         }
     };
-    let mut rng = rediff_nn::rng::stream(0, "binding", 0);
-    sampler.generate(ctx, &mut rng, Some(&mut on_step))?;
+    let settings = SamplerSettings::for_tokens_per_step(l, l, 1, 0.0);
+    let plain = (&NoRefinement as &dyn RefinementPolicy, "none");
+    greedy(model, ctx, settings, plain, ("binding", 0), &mut on_step)?;
     let name = |a: usize| {
         ATTRIBUTES
             .get(a)
@@ -434,15 +427,8 @@ fn step_anatomy(
     policy: &dyn RefinementPolicy,
 ) -> anyhow::Result<StepAnatomy> {
     let l = cases[0].reference.len();
-    let schedule = Linear::new(LinearOptions::default()).map_err(anyhow::Error::msg)?;
-    let sampler = Sampler {
-        model,
-        schedule: &schedule,
-        policy,
-        policy_name: name,
-        settings: SamplerSettings::for_tokens_per_step(l, l, k, 0.0),
-    };
-    let steps = sampler.settings.steps;
+    let settings = SamplerSettings::for_tokens_per_step(l, l, k, 0.0);
+    let steps = settings.steps;
     let mask = model.special_tokens().mask;
     let n = cases.len();
     // Per caption: the first step it is wrong after, the last step seen.
@@ -459,8 +445,14 @@ fn step_anatomy(
         last[i] = e.step;
         rewrites += e.revised.len();
     };
-    let mut rng = rediff_nn::rng::stream(0, "binding-steps", k as u64);
-    let generation = sampler.generate(ctx, &mut rng, Some(&mut on_step))?;
+    let generation = greedy(
+        model,
+        ctx,
+        settings,
+        (policy, name),
+        ("binding-steps", k as u64),
+        &mut on_step,
+    )?;
     let mut a = StepAnatomy {
         tokens_per_step: k,
         sampler: name.to_string(),
@@ -480,13 +472,34 @@ fn step_anatomy(
                 a.wrong_from_last_step += 1;
             }
         }
-        if ends_right {
-            a.right += 1.0 / n as f64;
-        } else {
+        if !ends_right {
             a.wrong += 1;
         }
     }
+    a.right = (n - a.wrong) as f64 / n as f64;
     Ok(a)
+}
+
+/// Greedy decoding of every case with `policy` (and its report name),
+/// the noise stream `(label, index)`, and `on_step` after every step.
+fn greedy(
+    model: &dyn ModelBackend,
+    ctx: &rediff_api::model::PromptContext,
+    settings: SamplerSettings,
+    (policy, policy_name): (&dyn RefinementPolicy, &str),
+    (label, index): (&str, u64),
+    on_step: &mut dyn FnMut(&StepEvent),
+) -> anyhow::Result<rediff_engine::sampler::Generation> {
+    let schedule = Linear::new(LinearOptions::default()).map_err(anyhow::Error::msg)?;
+    let sampler = Sampler {
+        model,
+        schedule: &schedule,
+        policy,
+        policy_name,
+        settings,
+    };
+    let mut rng = rediff_nn::rng::stream(0, label, index);
+    Ok(sampler.generate(ctx, &mut rng, Some(on_step))?)
 }
 
 fn table(m: &Measurements) -> String {

@@ -24,7 +24,7 @@ use rediff_api::schedule::NoiseSchedule;
 use rediff_api::synth::{ErrorSynthesizer, GroupRole, SkipReason, SynthContext, TokenizedSample};
 use rediff_nn::checkpoint::{
     load_varmap, read_json, read_safetensors, save_varmap, write_dir_atomically, write_json,
-    StageDirs, TrainerState, OPTIMIZER_FILE, STATE_FILE,
+    write_safetensors, StageDirs, TrainerState, OPTIMIZER_FILE, STATE_FILE,
 };
 use rediff_nn::loss::weighted_loss;
 use rediff_nn::rng;
@@ -252,13 +252,9 @@ impl StageRun<'_> {
             .ok_or_else(|| Error::invalid("model has no trainable variables"))?;
         write_dir_atomically(&self.dirs.latest, |dir| {
             save_varmap(varmap, &dir.join("weights.safetensors"))?;
-            let opt_path = dir.join(OPTIMIZER_FILE);
-            candle_core::safetensors::save(&opt.state(), &opt_path)
-                .map_err(|e| Error::checkpoint(&opt_path, e))?;
+            write_safetensors(&dir.join(OPTIMIZER_FILE), &opt.state())?;
             if let Some(ema) = ema {
-                let ema_path = dir.join(EMA_FILE);
-                candle_core::safetensors::save(&ema.state(), &ema_path)
-                    .map_err(|e| Error::checkpoint(&ema_path, e))?;
+                write_safetensors(&dir.join(EMA_FILE), &ema.state())?;
             }
             write_json(&dir.join(STATE_FILE), &*state)
         })

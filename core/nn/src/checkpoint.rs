@@ -25,6 +25,12 @@ pub fn read_safetensors(path: &Path, device: &Device) -> Result<HashMap<String, 
     })
 }
 
+/// Writes `tensors` to a safetensors file, naming the file on failure; the
+/// counterpart of [`read_safetensors`].
+pub fn write_safetensors(path: &Path, tensors: &HashMap<String, Tensor>) -> Result<()> {
+    candle_core::safetensors::save(tensors, path).map_err(|e| Error::checkpoint(path, e))
+}
+
 /// Fills every variable of `varmap` from a safetensors file.
 ///
 /// Missing tensors, shape mismatches and tensors the model does not use are

@@ -319,7 +319,7 @@ pub fn write_random_checkpoint(dir: &Path, spec: &TinySpec, seed: u64) -> Result
     if shards == 1 {
         let map: HashMap<String, Tensor> = tensors.into_iter().collect();
         let path = dir.join(crate::weights::SINGLE_FILE);
-        candle_core::safetensors::save(&map, &path).map_err(|e| Error::checkpoint(&path, e))?;
+        rediff_nn::checkpoint::write_safetensors(&path, &map)?;
     } else {
         let per = tensors.len().div_ceil(shards);
         let mut weight_map = BTreeMap::new();
@@ -332,7 +332,7 @@ pub fn write_random_checkpoint(dir: &Path, spec: &TinySpec, seed: u64) -> Result
                 total += t.elem_count() * t.dtype().size_in_bytes();
             }
             let path = dir.join(&file);
-            candle_core::safetensors::save(&map, &path).map_err(|e| Error::checkpoint(&path, e))?;
+            rediff_nn::checkpoint::write_safetensors(&path, &map)?;
         }
         let index = json!({ "metadata": { "total_size": total }, "weight_map": weight_map });
         rediff_nn::checkpoint::write_json(&dir.join(crate::weights::INDEX_FILE), &index)?;
