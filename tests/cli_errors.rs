@@ -96,6 +96,17 @@ fn invalid_values_and_missing_files_are_reported() {
         .output()
         .unwrap();
     assert_clean_failure(&out, &["/nonexistent/p.toml"]);
+    // A number out of range fails `rediff check` at its key, not the stage
+    // that would use it minutes into a run.
+    let text = TINY.replace("batch_size = 16", "batch_size = 16\nema = 1.5");
+    let line = line_of(&text, "ema = 1.5");
+    assert_clean_failure(
+        &check(&text),
+        &[
+            &format!("p.toml:{line}:7:"),
+            "train.ema must lie in [0, 1), got 1.5",
+        ],
+    );
     let text = TINY.replace("num_heads = 2", "num_heads = 3");
     assert_clean_failure(
         &check(&text),

@@ -10,12 +10,14 @@
 //! - [`parse`]: the file's shape and its checks;
 //! - [`stages`]: training stages and Stage II;
 //! - [`eval`]: the evaluation grid;
+//! - [`ranges`]: range checks of numeric settings, located at their key;
 //! - [`effective`]: the configuration a run actually used (command-line
 //!   overrides written into the text), and what changed between two.
 
 pub mod effective;
 pub mod eval;
 pub mod parse;
+pub mod ranges;
 pub mod stages;
 
 use std::path::PathBuf;
@@ -344,6 +346,52 @@ steps = 5
         let text = with_stage2("experts = 3");
         let err = PipelineConfig::parse("p.toml", &text).unwrap_err();
         assert!(err.message.contains("unknown field `experts`"), "{err}");
+    }
+
+    /// Out-of-range numbers fail at parse time, at their key, for every
+    /// table that has them (not when the stage that uses them starts).
+    #[test]
+    fn out_of_range_settings_are_located_at_parse_time() {
+        let at = |text: &str, needle: &str| {
+            let err = PipelineConfig::parse("p.toml", text).unwrap_err();
+            let (line, col) = text
+                .lines()
+                .enumerate()
+                .find_map(|(i, l)| l.find(needle).map(|c| (i + 1, c + needle.len() + 1)))
+                .unwrap();
+            assert_eq!((err.line, err.column), (line, col), "{err}");
+            err.message
+        };
+        let text = GOOD.replace("[stage1]", "[train]\nema = 1.0\n\n[stage1]");
+        assert_eq!(at(&text, "ema = "), "train.ema must lie in [0, 1), got 1");
+        let text = GOOD.replace("[stage1]", "[train]\nlr = -0.001\n\n[stage1]");
+        assert_eq!(at(&text, "lr = "), "train.lr must be positive, got -0.001");
+        let text = GOOD.replace("[stage1]", "[train]\ndata_parallel = 0\n\n[stage1]");
+        assert_eq!(
+            at(&text, "data_parallel = "),
+            "train.data_parallel must be at least 1, got 0"
+        );
+        let text = GOOD.replace("steps = 10", "steps = 10\nlr = 0.0");
+        assert_eq!(at(&text, "lr = "), "stage1.lr must be positive, got 0");
+        let text = with_stage2("temperature = -1.0");
+        assert_eq!(
+            at(&text, "temperature = "),
+            "stage2.temperature must be zero or positive, got -1"
+        );
+        let text = with_stage2("lr = 0.0");
+        let err = PipelineConfig::parse("p.toml", &text).unwrap_err();
+        assert_eq!(err.message, "stage2.lr must be positive, got 0");
+        let text = GOOD.replace("samples = 4", "samples = 4\ntemperature = -0.5");
+        assert_eq!(
+            at(&text, "temperature = "),
+            "eval.temperature must be zero or positive, got -0.5"
+        );
+        // In range, at the edges: accepted.
+        let text = GOOD.replace(
+            "[stage1]",
+            "[train]\nema = 0.0\nmin_lr_ratio = 1.0\n\n[stage1]",
+        );
+        PipelineConfig::parse("p.toml", &text).unwrap();
     }
 
     #[test]

@@ -14,6 +14,7 @@ use toml::Spanned;
 
 use crate::pipeline::{BASELINE, REDIFF, REDIFF_BASE};
 
+use super::ranges::{self, Check, Range};
 use super::{
     EvalConfig, PipelineConfig, SamplerConfig, Stage2Config, StageSettings, TrainSettings,
     TrainStageConfig,
@@ -257,6 +258,28 @@ impl PipelineConfig {
         if gen_length == 0 {
             return Err(source.error(Some(raw.gen_length.span()), "gen_length must be positive"));
         }
+        let mut checks = ranges::train_checks(&raw.train);
+        for (name, stage) in [
+            ("pretrain", &raw.pretrain),
+            ("baseline", &raw.baseline),
+            ("stage1", &raw.stage1),
+        ] {
+            if let Some(lr) = stage.as_ref().and_then(|s| s.lr) {
+                checks.push(Check::new(&[name, "lr"], lr, Range::Positive));
+            }
+        }
+        if let Some(s2) = &raw.stage2 {
+            let s2 = s2.get_ref();
+            if let Some(lr) = s2.lr {
+                checks.push(Check::new(&["stage2", "lr"], lr, Range::Positive));
+            }
+            checks.push(Check::new(
+                &["stage2", "temperature"],
+                s2.temperature,
+                Range::NonNegative,
+            ));
+        }
+        ranges::check_all(&source, &checks)?;
         let eval_batch_size = raw.eval.batch_size;
         let models: Vec<&str> = [
             (raw.baseline.is_some(), BASELINE),
@@ -490,6 +513,14 @@ fn eval_config(
     let check_tps =
         |list: &Spanned<Vec<usize>>| check_tokens_per_step(source, list, gen_length, blocks);
     check_tps(&raw.tokens_per_step)?;
+    ranges::check_all(
+        source,
+        &[Check::new(
+            &["eval", "temperature"],
+            raw.temperature,
+            Range::NonNegative,
+        )],
+    )?;
     if raw.samplers.get_ref().is_empty() {
         return Err(source.error(
             Some(raw.samplers.span()),
