@@ -102,13 +102,6 @@ fn lookup<'a, 'i>(
     Some(cur)
 }
 
-/// Where the value at `path` (e.g. `train.lr`) sits in `source`, if the
-/// file sets it; `None` for a default or an unparsable file.
-pub fn value_span(source: &SourceFile, path: &[PathSegment]) -> Option<Range<usize>> {
-    let root = parse_root(source).ok()?;
-    lookup(&root, path).map(|v| v.span())
-}
-
 /// The whole file as a spanned TOML value.
 pub fn parse_root(source: &SourceFile) -> Result<Spanned<DeValue<'_>>, ConfigError> {
     let root = DeTable::parse(&source.text).map_err(|e| toml_error(source, e))?;

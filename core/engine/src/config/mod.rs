@@ -363,7 +363,7 @@ steps = 5
             err.message
         };
         let text = GOOD.replace("[stage1]", "[train]\nema = 1.0\n\n[stage1]");
-        assert_eq!(at(&text, "ema = "), "train.ema must lie in [0, 1), got 1");
+        assert_eq!(at(&text, "ema = "), "train.ema must lie in [0, 1), got 1.0");
         let text = GOOD.replace("[stage1]", "[train]\nlr = -0.001\n\n[stage1]");
         assert_eq!(at(&text, "lr = "), "train.lr must be positive, got -0.001");
         let text = GOOD.replace("[stage1]", "[train]\ndata_parallel = 0\n\n[stage1]");
@@ -372,19 +372,39 @@ steps = 5
             "train.data_parallel must be at least 1, got 0"
         );
         let text = GOOD.replace("steps = 10", "steps = 10\nlr = 0.0");
-        assert_eq!(at(&text, "lr = "), "stage1.lr must be positive, got 0");
+        assert_eq!(at(&text, "lr = "), "stage1.lr must be positive, got 0.0");
         let text = with_stage2("temperature = -1.0");
         assert_eq!(
             at(&text, "temperature = "),
-            "stage2.temperature must be zero or positive, got -1"
+            "stage2.temperature must be zero or positive, got -1.0"
         );
         let text = with_stage2("lr = 0.0");
-        let err = PipelineConfig::parse("p.toml", &text).unwrap_err();
-        assert_eq!(err.message, "stage2.lr must be positive, got 0");
+        assert_eq!(at(&text, "lr = "), "stage2.lr must be positive, got 0.0");
+        let text = GOOD.replace("samples = 4", "samples = 0");
+        assert_eq!(
+            at(&text, "samples = "),
+            "eval.samples must be at least 1, got 0"
+        );
+        let text = GOOD.replace(
+            "{ name = \"denoise\", policy",
+            "{ name = \"denoise\", max_block_steps = 0, policy",
+        );
+        assert_eq!(
+            at(&text, "max_block_steps = "),
+            "eval.samplers[0].max_block_steps must be at least 1, got 0"
+        );
         let text = GOOD.replace("samples = 4", "samples = 4\ntemperature = -0.5");
         assert_eq!(
             at(&text, "temperature = "),
             "eval.temperature must be zero or positive, got -0.5"
+        );
+        // An evaluation file (`rediff eval`) gets the same checks.
+        let eval_file = GOOD[GOOD.find("[eval]").unwrap()..]
+            .replace("samples = 4", "samples = 4\ntemperature = -0.5");
+        let err = EvalConfig::parse("e.toml", &eval_file, 8).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "e.toml:3:15: eval.temperature must be zero or positive, got -0.5"
         );
         // In range, at the edges: accepted.
         let text = GOOD.replace(

@@ -278,6 +278,18 @@ impl PipelineConfig {
                 s2.temperature,
                 Range::NonNegative,
             ));
+            if let Some(share) = &s2.stage1_share {
+                let share = *share.get_ref();
+                checks.push(Check::new(
+                    &["stage2", "stage1_share"],
+                    share,
+                    Range::UnitOpen,
+                ));
+            }
+            if let Some(min) = &s2.min_reviewed {
+                let min = *min.get_ref();
+                checks.push(Check::new(&["stage2", "min_reviewed"], min, Range::Unit));
+            }
         }
         ranges::check_all(&source, &checks)?;
         let eval_batch_size = raw.eval.batch_size;
@@ -357,20 +369,9 @@ impl PipelineConfig {
                         "stage2.rounds and stage2.drafts must be positive",
                     ));
                 }
+                // Ranges checked above with the other numbers.
                 let share = s.stage1_share.as_ref().map_or(0.0, |v| *v.get_ref());
-                if !(0.0..1.0).contains(&share) {
-                    return Err(source.error(
-                        s.stage1_share.as_ref().map(|v| v.span()),
-                        format!("stage2.stage1_share must lie in [0, 1), got {share}"),
-                    ));
-                }
                 let min_reviewed = s.min_reviewed.as_ref().map_or(0.5, |v| *v.get_ref());
-                if !(0.0..=1.0).contains(&min_reviewed) {
-                    return Err(source.error(
-                        s.min_reviewed.as_ref().map(|v| v.span()),
-                        format!("stage2.min_reviewed must lie in [0, 1], got {min_reviewed}"),
-                    ));
-                }
                 let tokens_per_step = match &s.tokens_per_step {
                     Some(list) => {
                         check_tps(list)?;
@@ -513,14 +514,26 @@ fn eval_config(
     let check_tps =
         |list: &Spanned<Vec<usize>>| check_tokens_per_step(source, list, gen_length, blocks);
     check_tps(&raw.tokens_per_step)?;
-    ranges::check_all(
-        source,
-        &[Check::new(
+    let mut checks = vec![
+        Check::new(&["eval", "samples"], raw.samples as f64, Range::AtLeastOne),
+        Check::new(
             &["eval", "temperature"],
             raw.temperature,
             Range::NonNegative,
-        )],
-    )?;
+        ),
+    ];
+    for (i, s) in raw.samplers.get_ref().iter().enumerate() {
+        if let Some(max) = s.max_block_steps {
+            checks.push(Check::indexed(
+                &["eval", "samplers"],
+                i,
+                "max_block_steps",
+                max as f64,
+                Range::AtLeastOne,
+            ));
+        }
+    }
+    ranges::check_all(source, &checks)?;
     if raw.samplers.get_ref().is_empty() {
         return Err(source.error(
             Some(raw.samplers.span()),

@@ -3,7 +3,7 @@
 //! file is read, so a typo fails `rediff check` at its line and column
 //! instead of a training stage an hour into a run.
 
-use rediff_api::spec::{value_span, PathSegment, SourceFile};
+use rediff_api::spec::{parse_root, PathSegment, SourceFile};
 use rediff_api::ConfigError;
 
 use super::TrainSettings;
@@ -45,11 +45,11 @@ impl Range {
     }
 }
 
-/// One setting to check: its dotted place in the file, its value, its range.
+/// One setting to check: its place in the file, its value, its range.
 #[derive(Debug, Clone)]
 pub struct Check {
-    /// Keys from the document root, e.g. `["train", "lr"]`.
-    pub path: Vec<&'static str>,
+    /// From the document root, e.g. `train.lr` or `eval.samplers[1].max_block_steps`.
+    pub path: Vec<PathSegment>,
     /// The value as read (an integer setting converted).
     pub value: f64,
     /// What it must satisfy.
@@ -57,35 +57,67 @@ pub struct Check {
 }
 
 impl Check {
-    /// `path` must satisfy `range`.
-    pub fn new(path: &[&'static str], value: f64, range: Range) -> Self {
+    /// The setting at table keys `path` must satisfy `range`.
+    pub fn new(path: &[&str], value: f64, range: Range) -> Self {
         Self {
-            path: path.to_vec(),
+            path: path
+                .iter()
+                .map(|k| PathSegment::Key(k.to_string()))
+                .collect(),
             value,
             range,
         }
     }
+
+    /// The setting `key` of the `index`-th table of the array at `array`.
+    pub fn indexed(array: &[&str], index: usize, key: &str, value: f64, range: Range) -> Self {
+        let mut check = Self::new(array, value, range);
+        check.path.push(PathSegment::Index(index));
+        check.path.push(PathSegment::Key(key.to_string()));
+        check
+    }
+
+    /// The dotted name, as the user would write it in prose.
+    pub fn name(&self) -> String {
+        let s: String = self.path.iter().map(|p| p.to_string()).collect();
+        s.trim_start_matches('.').to_string()
+    }
 }
 
-/// The first check that fails, as an error at its key (or at the file's
-/// start when the value is a default, which never happens for the checks
-/// below: every default passes).
+/// The failing check that comes first in the file, as an error at its key
+/// quoting the value as written (every default passes, so a failing value
+/// was always written somewhere).
 pub fn check_all(source: &SourceFile, checks: &[Check]) -> Result<(), ConfigError> {
-    for c in checks {
-        if c.range.holds(c.value) {
-            continue;
-        }
-        let path: Vec<PathSegment> = c
-            .path
-            .iter()
-            .map(|k| PathSegment::Key(k.to_string()))
-            .collect();
-        return Err(source.error(
-            value_span(source, &path),
-            format!("{} {}, got {}", c.path.join("."), c.range.words(), c.value),
-        ));
+    let first = checks
+        .iter()
+        .filter(|c| !c.range.holds(c.value))
+        .map(|c| (value_span(source, &c.path), c))
+        .min_by_key(|(span, _)| span.as_ref().map_or(usize::MAX, |s| s.start));
+    let Some((span, c)) = first else {
+        return Ok(());
+    };
+    let written = span
+        .clone()
+        .and_then(|s| source.text.get(s))
+        .map_or_else(|| c.value.to_string(), str::to_string);
+    Err(source.error(
+        span,
+        format!("{} {}, got {written}", c.name(), c.range.words()),
+    ))
+}
+
+/// Where the value at `path` sits in `source`, if the file sets it; `None`
+/// for a default.
+fn value_span(source: &SourceFile, path: &[PathSegment]) -> Option<std::ops::Range<usize>> {
+    let root = parse_root(source).ok()?;
+    let mut value = &root;
+    for segment in path {
+        value = match segment {
+            PathSegment::Key(k) => value.get_ref().get(k.as_str())?,
+            PathSegment::Index(i) => value.get_ref().get(*i)?,
+        };
     }
-    Ok(())
+    Some(value.span())
 }
 
 /// The `[train]` table's checks.
@@ -135,6 +167,25 @@ mod tests {
     }
 
     #[test]
+    fn indexed_settings_are_named_and_located() {
+        let text = "[eval]\nsamplers = [\n  { name = \"a\" },\n  { name = \"b\", max_block_steps = 0 },\n]\n";
+        let check = Check::indexed(
+            &["eval", "samplers"],
+            1,
+            "max_block_steps",
+            0.0,
+            Range::AtLeastOne,
+        );
+        assert_eq!(check.name(), "eval.samplers[1].max_block_steps");
+        let err = check_all(&source(text), &[check]).unwrap_err();
+        assert_eq!((err.line, err.column), (4, 35));
+        assert_eq!(
+            err.message,
+            "eval.samplers[1].max_block_steps must be at least 1, got 0"
+        );
+    }
+
+    #[test]
     fn defaults_pass() {
         let src = source("");
         check_all(&src, &train_checks(&TrainSettings::default())).unwrap();
@@ -159,7 +210,7 @@ mod tests {
     }
 
     #[test]
-    fn the_first_failure_in_order_is_reported() {
+    fn the_first_failure_in_the_file_is_reported_as_written() {
         let text = "[train]\nbeta2 = 1.0\nbatch_size = 0\n";
         let t = TrainSettings {
             batch_size: 0,
@@ -167,7 +218,7 @@ mod tests {
             ..TrainSettings::default()
         };
         let err = check_all(&source(text), &train_checks(&t)).unwrap_err();
-        assert_eq!(err.message, "train.batch_size must be at least 1, got 0");
-        assert_eq!(err.line, 3);
+        assert_eq!(err.message, "train.beta2 must lie in [0, 1), got 1.0");
+        assert_eq!(err.line, 2);
     }
 }
