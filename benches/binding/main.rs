@@ -26,7 +26,8 @@
 //!   from the first step): at which step each caption first leaves every
 //!   right caption, how many wrong captions the rewrites repair, and how
 //!   many end wrong from a word chosen at their last step, which no sampler
-//!   step can revise.
+//!   step can revise. `--thresholds 0.6` adds threshold decoding (plain and
+//!   with rewrites) at that confidence threshold.
 //!
 //! Places are compared as positions ("at the center" = "in the middle").
 //! Scenes are rendered with the `shapes` defaults (48 px, noise 8, jitter
@@ -50,7 +51,9 @@ use rediff_api::tokens::pad_response;
 use rediff_engine::sampler::{Sampler, SamplerSettings, StepEvent};
 use rediff_shapes::scene::{Scene, SceneObject};
 use rediff_shapes::{caption, oracle, render, ShapesOptions};
-use rediff_standard::{Linear, LinearOptions, NoRefinement, Refine, RefineOptions};
+use rediff_standard::{
+    Linear, LinearOptions, NoRefinement, Refine, RefineOptions, Threshold, ThresholdOptions,
+};
 use rediff_tiny_vlm::TinyVlmBackend;
 use serde::Serialize;
 
@@ -79,6 +82,11 @@ struct Args {
     /// Tokens per step of the step anatomy (each divides `--gen-length`).
     #[arg(long, value_delimiter = ',', default_values_t = [4usize, 8])]
     tokens_per_step: Vec<usize>,
+    /// Also follow threshold decoding (Fast-dLLM's `threshold`, plain and
+    /// with ReDiff's rewrites, `revise = true`) step by step at these
+    /// confidence thresholds, e.g. `--thresholds 0.6` (each in (0, 1]).
+    #[arg(long, value_delimiter = ',')]
+    thresholds: Vec<f64>,
     /// Also write the measurements here as JSON.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -171,10 +179,15 @@ struct Measurements {
 #[derive(Debug, Default, Serialize)]
 struct StepAnatomy {
     tokens_per_step: usize,
-    /// `denoise` (plain) or `refine` (ReDiff's sampler from the first step).
+    /// `denoise` (plain), `refine` (ReDiff's sampler from the first step),
+    /// `threshold@t` or `threshold-revise@t` (then `tokens_per_step` is 1,
+    /// the step guard: at least one token per step).
     sampler: String,
-    /// Sampler steps of the block (`gen_length / tokens_per_step`).
+    /// Sampler steps of the block (`gen_length / tokens_per_step`): the most
+    /// a caption can take.
     steps: usize,
+    /// Forward passes a caption took, on average.
+    passes_per_caption: f64,
     /// Captions that end right.
     right: f64,
     /// `went_wrong_at[s]`: captions that first leave every right caption
@@ -328,11 +341,24 @@ fn measure(args: &Args) -> anyhow::Result<Measurements> {
             args.gen_length
         );
         for (name, policy) in [
-            ("denoise", &NoRefinement as &dyn RefinementPolicy),
+            ("denoise", &NoRefinement::default() as &dyn RefinementPolicy),
             ("refine", &refine),
         ] {
             m.steps
                 .push(step_anatomy(model, &ctx, &cases, k, name, policy)?);
+        }
+    }
+    for &t in &args.thresholds {
+        for revise in [false, true] {
+            let policy = Threshold::new(ThresholdOptions {
+                threshold: t,
+                revise,
+                ..Default::default()
+            })
+            .map_err(|e| anyhow::anyhow!("--thresholds {t}: {e}"))?;
+            let name = format!("threshold{}@{t}", if revise { "-revise" } else { "" });
+            m.steps
+                .push(step_anatomy(model, &ctx, &cases, 1, &name, &policy)?);
         }
     }
     Ok(m)
@@ -375,7 +401,7 @@ fn decode(
         }
     };
     let settings = SamplerSettings::for_tokens_per_step(l, l, 1, 0.0);
-    let plain = (&NoRefinement as &dyn RefinementPolicy, "none");
+    let plain = (&NoRefinement::default() as &dyn RefinementPolicy, "none");
     greedy(model, ctx, settings, plain, ("binding", 0), &mut on_step)?;
     let name = |a: usize| {
         ATTRIBUTES
@@ -477,6 +503,7 @@ fn step_anatomy(
         }
     }
     a.right = (n - a.wrong) as f64 / n as f64;
+    a.passes_per_caption = last.iter().map(|&s| s + 1).sum::<usize>() as f64 / n as f64;
     Ok(a)
 }
 
@@ -540,12 +567,13 @@ fn table(m: &Measurements) -> String {
     }
     if !m.steps.is_empty() {
         s += "\nSteps: greedy decoding at several tokens per step; captions by the step after which they first leave every right caption\n\n";
-        s += "| tokens/step | sampler | right | wrong after step 0, 1, ... | repaired by rewrites | wrong | of which first wrong at their last step | rewrites/caption |\n|---:|---|---:|---|---:|---:|---:|---:|\n";
+        s += "| tokens/step | sampler | passes/caption | right | wrong after step 0, 1, ... | repaired by rewrites | wrong | of which first wrong at their last step | rewrites/caption |\n|---:|---|---:|---:|---|---:|---:|---:|---:|\n";
         for a in &m.steps {
             s += &format!(
-                "| {} | {} | {:.3} | {:?} | {} | {} | {} | {:.2} |\n",
+                "| {} | {} | {:.2} | {:.3} | {:?} | {} | {} | {} | {:.2} |\n",
                 a.tokens_per_step,
                 a.sampler,
+                a.passes_per_caption,
                 a.right,
                 a.went_wrong_at,
                 a.repaired,
@@ -628,6 +656,8 @@ fn smoke_test() -> anyhow::Result<()> {
         dir.path().to_str().context("utf-8 path")?,
         "--scenes",
         "6",
+        "--thresholds",
+        "0.9",
         "--out",
         out.to_str().context("utf-8 path")?,
     ]);
@@ -662,11 +692,12 @@ fn smoke_test() -> anyhow::Result<()> {
         (right * 6.0).round() as u64 + wrong == 6,
         "{right} right + {wrong} wrong != 6: {json}"
     );
-    // Step anatomy: 4 and 8 tokens per step, plain and refining; every
-    // caption ends right or wrong, and every one that went wrong at some
-    // step either ends wrong or was repaired.
+    // Step anatomy: 4 and 8 tokens per step, plain and refining, then
+    // threshold 0.9 plain and revising (step guard: one token per step);
+    // every caption ends right or wrong, and every one that went wrong at
+    // some step either ends wrong or was repaired.
     let steps = json["steps"].as_array().context("steps")?;
-    ensure!(steps.len() == 4, "{json}");
+    ensure!(steps.len() == 6, "{json}");
     for a in steps {
         let n = |k: &str| a[k].as_u64().unwrap_or(u64::MAX);
         let born: u64 = a["went_wrong_at"]
@@ -680,7 +711,21 @@ fn smoke_test() -> anyhow::Result<()> {
         ensure!(born == n("repaired") + n("wrong"), "{a}");
         ensure!(n("wrong_from_last_step") <= n("wrong"), "{a}");
         ensure!(a["steps"] == 24 / n("tokens_per_step"), "{a}");
+        let passes = a["passes_per_caption"].as_f64().context("passes")?;
+        ensure!(
+            (1.0..=a["steps"].as_f64().unwrap_or(0.0)).contains(&passes),
+            "{a}"
+        );
     }
+    let names: Vec<&str> = steps.iter().filter_map(|a| a["sampler"].as_str()).collect();
+    ensure!(
+        names[4..] == ["threshold@0.9", "threshold-revise@0.9"],
+        "{names:?}"
+    );
+    ensure!(
+        steps[4]["repaired"] == 0 && steps[4]["rewrites_per_caption"] == 0.0,
+        "plain threshold decoding never rewrites: {json}"
+    );
     ensure!(
         steps[0]["sampler"] == "denoise" && steps[0]["repaired"] == 0,
         "plain denoising never repairs: {json}"

@@ -505,7 +505,7 @@ fn measure_into(args: &BenchArgs, m: &mut Measured, probe: &Path) -> anyhow::Res
     let policy: &dyn RefinementPolicy = if m.config.threshold {
         &threshold
     } else {
-        &NoRefinement
+        &NoRefinement::default()
     };
     let sampler = Sampler {
         model: &counting,

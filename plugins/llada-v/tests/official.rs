@@ -322,7 +322,7 @@ fn generate(case: &GenerateCase, cache: CacheSettings) -> (Vec<u32>, usize) {
             .unwrap(),
         )
     } else {
-        Box::new(NoRefinement)
+        Box::new(NoRefinement::default())
     };
     let sampler = Sampler {
         model: b,

@@ -28,8 +28,8 @@ mod trainers;
 
 pub use conversations::{Conversations, ConversationsOptions};
 pub use policies::{
-    Edit, EditOptions, NoRefinement, Refine, RefineOptions, Remdm, RemdmOptions, RemdmSampler,
-    Threshold, ThresholdOptions, Wino, WinoOptions,
+    Edit, EditOptions, NoRefinement, NoRefinementOptions, Refine, RefineOptions, Remasking, Remdm,
+    RemdmOptions, RemdmSampler, Threshold, ThresholdOptions, Wino, WinoOptions,
 };
 pub use schedules::{Linear, LinearOptions};
 pub use spans::{locate_pairs, LocatedPairs};
@@ -114,15 +114,16 @@ impl Plugin for StandardPlugin {
         )?;
         r.policy(
             "none",
-            "plain denoising: decoded tokens are final",
+            "plain denoising: decoded tokens are final (`remasking` low_confidence / random)",
             |spec, _| {
-                let _: policies::NoOptions = spec.options()?;
-                Ok(Arc::new(NoRefinement))
+                Ok(Arc::new(NoRefinement {
+                    options: spec.options()?,
+                }))
             },
         )?;
         r.policy(
             "refine",
-            "ReDiff refinement: rewrite decoded tokens (the last `revise_start` share of the steps; top `topk` share)",
+            "ReDiff refinement: rewrite decoded tokens (the last `revise_start` share of the steps; top `topk` share; `remasking`)",
             |spec, _| Ok(Arc::new(Refine::new(spec.options()?).map_err(|m| spec.error(m))?)),
         )?;
         r.policy(

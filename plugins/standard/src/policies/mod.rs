@@ -20,12 +20,10 @@ mod wino;
 pub(crate) mod scripted;
 
 pub use edit::{Edit, EditOptions};
-pub use refine::{NoRefinement, Refine, RefineOptions};
+pub use refine::{NoRefinement, NoRefinementOptions, Refine, RefineOptions, Remasking};
 pub use remdm::{Remdm, RemdmOptions, RemdmSampler};
 pub use threshold::{Threshold, ThresholdOptions};
 pub use wino::{Wino, WinoOptions};
-
-use serde::Deserialize;
 
 /// Refuses `value` outside `[0, 1]`, naming the option.
 pub(crate) fn check_unit(name: &str, value: f64) -> Result<(), String> {
@@ -35,8 +33,3 @@ pub(crate) fn check_unit(name: &str, value: f64) -> Result<(), String> {
         Err(format!("{name} must lie in [0, 1], got {value}"))
     }
 }
-
-/// `none` takes no options.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct NoOptions {}

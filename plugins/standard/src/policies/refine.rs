@@ -1,20 +1,80 @@
 //! `none` (LLaDA's plain denoising) and `refine` (ReDiff, Ji et al. 2025,
 //! <https://arxiv.org/abs/2510.19871>): both unmask the schedule's budget
 //! as the reference's `generate_with_embeds` does; `refine` also rewrites
-//! decoded tokens with the new prediction.
+//! decoded tokens with the new prediction. Both take the reference's
+//! `remasking`: rank the masks by confidence (default) or at random.
 
-use rand::RngCore;
-use rediff_api::policy::{RefinementPolicy, StepPlan, StepView};
+use rand::{Rng, RngCore};
+use rediff_api::policy::{PositionView, RefinementPolicy, StepPlan, StepView};
 use serde::Deserialize;
 
-/// Plain denoising: the schedule's budget of the most confident masks;
-/// decoded tokens are never rewritten.
+/// How a step ranks positions when it picks its budget of masks (and
+/// `refine`'s `topk` share of decoded ones): the reference's `remasking`
+/// argument of LLaDA's `generate`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Remasking {
+    /// By the confidence of each prediction (`low_confidence`: the lowest
+    /// stay masked); LLaDA's and ReDiff's default.
+    #[default]
+    LowConfidence,
+    /// By a uniform draw per position and step (`random`): which masks a
+    /// step fills ignores the model, so the hardest words are not all left
+    /// to the last step.
+    Random,
+}
+
+impl Remasking {
+    /// Each response position's ranking score this step, by position: its
+    /// confidence, or a uniform draw (one per response position, in order,
+    /// so a seed gives the same picks).
+    fn scores(self, view: &StepView<'_>, rng: &mut dyn RngCore) -> Vec<f64> {
+        match self {
+            Remasking::LowConfidence => {
+                let mut s = vec![f64::NEG_INFINITY; view.gen_length];
+                for p in view.positions {
+                    s[p.position] = p.confidence;
+                }
+                s
+            }
+            Remasking::Random => (0..view.gen_length).map(|_| rng.random::<f64>()).collect(),
+        }
+    }
+}
+
+/// The schedule's budget of masks before the stop with the highest `scores`,
+/// picked as the reference's `torch.topk` picks them.
+fn unmask_by(view: &StepView<'_>, scores: &[f64]) -> Vec<usize> {
+    let score = |p: &PositionView| (p.is_masked() && p.before_stop).then(|| scores[p.position]);
+    view.reference_top_k(view.budget, score)
+}
+
+/// Options of the `none` policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NoRefinementOptions {
+    /// How masks are ranked (default `low_confidence`).
+    pub remasking: Remasking,
+}
+
+/// Plain denoising: the schedule's budget of the most confident masks (or
+/// of random ones, with `remasking = "random"`); decoded tokens are never
+/// rewritten. `NoRefinement::default()` is LLaDA's default sampler.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct NoRefinement;
+pub struct NoRefinement {
+    /// Its options.
+    pub options: NoRefinementOptions,
+}
 
 impl RefinementPolicy for NoRefinement {
-    fn plan(&self, view: &StepView<'_>, _rng: &mut dyn RngCore) -> StepPlan {
-        StepPlan::unmask(view.schedule_unmask())
+    fn plan(&self, view: &StepView<'_>, rng: &mut dyn RngCore) -> StepPlan {
+        match self.options.remasking {
+            Remasking::LowConfidence => StepPlan::unmask(view.schedule_unmask()),
+            Remasking::Random => {
+                let scores = Remasking::Random.scores(view, rng);
+                StepPlan::unmask(unmask_by(view, &scores))
+            }
+        }
     }
 
     fn revises(&self) -> bool {
@@ -38,6 +98,8 @@ pub struct RefineOptions {
     /// float32 as PyTorch does); absent = all of them.
     #[serde(alias = "revise_topk")]
     pub topk: Option<f64>,
+    /// How masks (and the `topk` share) are ranked (default `low_confidence`).
+    pub remasking: Remasking,
 }
 
 /// ReDiff refinement: positions decoded before the step take the new
@@ -81,6 +143,16 @@ impl Refine {
     /// masked position of the block takes its prediction too, as in the
     /// reference; one in the prompt is handed to the sampler).
     pub fn revisions(&self, view: &StepView<'_>) -> Vec<usize> {
+        let mut scores = vec![f64::NEG_INFINITY; view.gen_length];
+        for p in view.positions {
+            scores[p.position] = p.confidence;
+        }
+        self.revisions_by(view, &scores)
+    }
+
+    /// [`Refine::revisions`] with the `topk` share ranked by `scores` (by
+    /// position): confidences, or the step's random draws.
+    fn revisions_by(&self, view: &StepView<'_>, scores: &[f64]) -> Vec<usize> {
         if view.step < self.first_step(view.steps) {
             return Vec::new();
         }
@@ -89,7 +161,7 @@ impl Refine {
             Some(f) => {
                 let k = (view.decoded().count() as f32 * f as f32) as usize;
                 view.reference_top_k(k, |p| {
-                    (p.is_decoded() && p.before_stop).then_some(p.confidence)
+                    (p.is_decoded() && p.before_stop).then(|| scores[p.position])
                 })
             }
         }
@@ -97,10 +169,14 @@ impl Refine {
 }
 
 impl RefinementPolicy for Refine {
-    fn plan(&self, view: &StepView<'_>, _rng: &mut dyn RngCore) -> StepPlan {
-        let mut unmask = view.schedule_unmask();
+    fn plan(&self, view: &StepView<'_>, rng: &mut dyn RngCore) -> StepPlan {
+        let scores = self.options.remasking.scores(view, rng);
+        let mut unmask = match self.options.remasking {
+            Remasking::LowConfidence => view.schedule_unmask(),
+            Remasking::Random => unmask_by(view, &scores),
+        };
         let mut revise = Vec::new();
-        for j in self.revisions(view) {
+        for j in self.revisions_by(view, &scores) {
             match view.get(j) {
                 Some(p) if p.is_decoded() => revise.push(j),
                 Some(_) if !unmask.contains(&j) => unmask.push(j),
@@ -143,13 +219,14 @@ mod tests {
             revise_start,
             start,
             topk,
+            ..Default::default()
         })
         .unwrap()
     }
 
     #[test]
     fn both_unmask_the_budget_of_most_confident_masks() {
-        let p = plan(&NoRefinement, &block(), 0, 4, 2, None, 0);
+        let p = plan(&NoRefinement::default(), &block(), 0, 4, 2, None, 0);
         assert_eq!(p.unmask, vec![1, 2]);
         assert!(p.revise.is_empty() && p.remask.is_empty() && !p.more);
         let p = plan(&refine(None, None, None), &block(), 0, 4, 1, None, 0);
@@ -202,8 +279,86 @@ mod tests {
 
     #[test]
     fn none_never_revises() {
-        let p = plan(&NoRefinement, &block(), 3, 4, 1, None, 0);
+        let p = plan(&NoRefinement::default(), &block(), 3, 4, 1, None, 0);
         assert!(p.revise.is_empty());
-        assert!(!NoRefinement.revises());
+        assert!(!NoRefinement::default().revises());
+    }
+
+    fn random_none() -> NoRefinement {
+        NoRefinement {
+            options: NoRefinementOptions {
+                remasking: Remasking::Random,
+            },
+        }
+    }
+
+    #[test]
+    fn random_remasking_picks_budget_masks_reproducibly_whatever_the_confidence() {
+        let none = random_none();
+        let mut seen = std::collections::BTreeSet::new();
+        for seed in 0..64 {
+            let p = plan(&none, &block(), 0, 4, 2, None, seed);
+            // Two distinct masked positions, never a decoded one.
+            assert_eq!(p.unmask.len(), 2, "{p:?}");
+            assert!(p.unmask.iter().all(|j| [1, 2, 4, 7].contains(j)), "{p:?}");
+            assert!(p.unmask[0] < p.unmask[1]);
+            assert!(p.revise.is_empty());
+            // Same seed, same picks.
+            assert_eq!(plan(&none, &block(), 0, 4, 2, None, seed).unmask, p.unmask);
+            seen.extend(p.unmask);
+        }
+        // Confidence order would always pick 1 and 2 (0.6, 0.8); random
+        // order reaches the least confident masks too.
+        assert_eq!(seen.into_iter().collect::<Vec<_>>(), vec![1, 2, 4, 7]);
+        // Masks after the stop are never picked.
+        let mut b = block();
+        b.iter_mut()
+            .filter(|p| p.position >= 4)
+            .for_each(|p| p.before_stop = false);
+        for seed in 0..16 {
+            let p = plan(&none, &b, 0, 4, 2, None, seed);
+            assert_eq!(p.unmask, vec![1, 2], "{p:?}");
+        }
+    }
+
+    #[test]
+    fn random_refine_rewrites_every_decoded_token_and_ranks_topk_at_random() {
+        let random = |topk| {
+            Refine::new(RefineOptions {
+                start: Some(0),
+                topk,
+                remasking: Remasking::Random,
+                ..Default::default()
+            })
+            .unwrap()
+        };
+        let p = plan(&random(None), &block(), 0, 4, 1, None, 3);
+        assert_eq!(p.revise, vec![0, 3, 5, 6]);
+        assert_eq!(p.unmask.len(), 1);
+        // topk 0.5 of 4 decoded: two of them, not always the two most confident.
+        let mut seen = std::collections::BTreeSet::new();
+        for seed in 0..64 {
+            let p = plan(&random(Some(0.5)), &block(), 0, 4, 1, None, seed);
+            assert_eq!(p.revise.len(), 2, "{p:?}");
+            seen.extend(p.revise);
+        }
+        assert_eq!(seen.into_iter().collect::<Vec<_>>(), vec![0, 3, 5, 6]);
+    }
+
+    #[test]
+    fn remasking_parses_as_the_reference_spells_it() {
+        let parse = |text: &str| rediff_api::ComponentSpec::from_toml_str("p.toml", text).unwrap();
+        let o: NoRefinementOptions = parse("kind = \"none\"\nremasking = \"random\"")
+            .options()
+            .unwrap();
+        assert_eq!(o.remasking, Remasking::Random);
+        let o: RefineOptions = parse("kind = \"refine\"\nremasking = \"low_confidence\"")
+            .options()
+            .unwrap();
+        assert_eq!(o.remasking, Remasking::LowConfidence);
+        let err = parse("kind = \"none\"\nremasking = \"lowest\"")
+            .options::<NoRefinementOptions>()
+            .unwrap_err();
+        assert!(err.message.contains("low_confidence"), "{err}");
     }
 }
