@@ -279,3 +279,26 @@ fn components_and_check_show_the_assembled_pipeline() {
         assert!(output.status.success(), "{config}: {}", texts(&output).1);
     }
 }
+
+/// The evaluation files shipped in configs/ (for `rediff eval`) parse for
+/// the quickstart's response length, and every sampler's policy builds.
+#[test]
+fn shipped_evaluation_files_parse_and_their_policies_build() {
+    let registry = rediff_builtins::registry().unwrap();
+    let ctx = rediff_api::registry::BuildContext::new(0);
+    for file in [
+        "configs/refiners.toml",
+        "configs/fast-sampling.toml",
+        "configs/remasking.toml",
+    ] {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
+        let (eval, _) = rediff_engine::config::EvalConfig::from_file(&path, 24)
+            .unwrap_or_else(|e| panic!("{file}: {e}"));
+        assert!(!eval.samplers.is_empty(), "{file}");
+        for s in &eval.samplers {
+            if let Err(e) = registry.build_policy(&s.policy, &ctx) {
+                panic!("{file}: sampler {}: {e}", s.name);
+            }
+        }
+    }
+}

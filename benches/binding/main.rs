@@ -26,8 +26,9 @@
 //!   from the first step): at which step each caption first leaves every
 //!   right caption, how many wrong captions the rewrites repair, and how
 //!   many end wrong from a word chosen at their last step, which no sampler
-//!   step can revise. `--thresholds 0.6` adds threshold decoding (plain and
-//!   with rewrites) at that confidence threshold.
+//!   step can revise. `--random-order` adds the same with masks filled in
+//!   random order (`remasking = "random"`); `--thresholds 0.6` adds
+//!   threshold decoding (plain and with rewrites) at that threshold.
 //!
 //! Places are compared as positions ("at the center" = "in the middle").
 //! Scenes are rendered with the `shapes` defaults (48 px, noise 8, jitter
@@ -52,7 +53,8 @@ use rediff_engine::sampler::{Sampler, SamplerSettings, StepEvent};
 use rediff_shapes::scene::{Scene, SceneObject};
 use rediff_shapes::{caption, oracle, render, ShapesOptions};
 use rediff_standard::{
-    Linear, LinearOptions, NoRefinement, Refine, RefineOptions, Threshold, ThresholdOptions,
+    Linear, LinearOptions, NoRefinement, NoRefinementOptions, Refine, RefineOptions, Remasking,
+    Threshold, ThresholdOptions,
 };
 use rediff_tiny_vlm::TinyVlmBackend;
 use serde::Serialize;
@@ -87,6 +89,10 @@ struct Args {
     /// confidence thresholds, e.g. `--thresholds 0.6` (each in (0, 1]).
     #[arg(long, value_delimiter = ',')]
     thresholds: Vec<f64>,
+    /// Also follow the fixed budgets with masks filled in random order
+    /// (`remasking = "random"`, plain and refining).
+    #[arg(long)]
+    random_order: bool,
     /// Also write the measurements here as JSON.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -334,16 +340,31 @@ fn measure(args: &Args) -> anyhow::Result<Measurements> {
         ..Default::default()
     })
     .map_err(anyhow::Error::msg)?;
+    let refine_random = Refine::new(RefineOptions {
+        start: Some(0),
+        remasking: Remasking::Random,
+        ..Default::default()
+    })
+    .map_err(anyhow::Error::msg)?;
+    let plain = NoRefinement::default();
+    let plain_random = NoRefinement {
+        options: NoRefinementOptions {
+            remasking: Remasking::Random,
+        },
+    };
     for &k in &args.tokens_per_step {
         ensure!(
             k > 0 && args.gen_length % k == 0,
             "--tokens-per-step {k} does not divide --gen-length {}",
             args.gen_length
         );
-        for (name, policy) in [
-            ("denoise", &NoRefinement::default() as &dyn RefinementPolicy),
-            ("refine", &refine),
-        ] {
+        let mut policies: Vec<(&str, &dyn RefinementPolicy)> =
+            vec![("denoise", &plain), ("refine", &refine)];
+        if args.random_order {
+            policies.push(("denoise-random", &plain_random));
+            policies.push(("refine-random", &refine_random));
+        }
+        for (name, policy) in policies {
             m.steps
                 .push(step_anatomy(model, &ctx, &cases, k, name, policy)?);
         }
@@ -658,6 +679,7 @@ fn smoke_test() -> anyhow::Result<()> {
         "6",
         "--thresholds",
         "0.9",
+        "--random-order",
         "--out",
         out.to_str().context("utf-8 path")?,
     ]);
@@ -692,12 +714,12 @@ fn smoke_test() -> anyhow::Result<()> {
         (right * 6.0).round() as u64 + wrong == 6,
         "{right} right + {wrong} wrong != 6: {json}"
     );
-    // Step anatomy: 4 and 8 tokens per step, plain and refining, then
-    // threshold 0.9 plain and revising (step guard: one token per step);
-    // every caption ends right or wrong, and every one that went wrong at
-    // some step either ends wrong or was repaired.
+    // Step anatomy: 4 and 8 tokens per step, plain and refining in both
+    // orders, then threshold 0.9 plain and revising (step guard: one token
+    // per step); every caption ends right or wrong, and every one that went
+    // wrong at some step either ends wrong or was repaired.
     let steps = json["steps"].as_array().context("steps")?;
-    ensure!(steps.len() == 6, "{json}");
+    ensure!(steps.len() == 10, "{json}");
     for a in steps {
         let n = |k: &str| a[k].as_u64().unwrap_or(u64::MAX);
         let born: u64 = a["went_wrong_at"]
@@ -719,16 +741,17 @@ fn smoke_test() -> anyhow::Result<()> {
     }
     let names: Vec<&str> = steps.iter().filter_map(|a| a["sampler"].as_str()).collect();
     ensure!(
-        names[4..] == ["threshold@0.9", "threshold-revise@0.9"],
+        names[..4] == ["denoise", "refine", "denoise-random", "refine-random"]
+            && names[8..] == ["threshold@0.9", "threshold-revise@0.9"],
         "{names:?}"
     );
     ensure!(
-        steps[4]["repaired"] == 0 && steps[4]["rewrites_per_caption"] == 0.0,
+        steps[8]["repaired"] == 0 && steps[8]["rewrites_per_caption"] == 0.0,
         "plain threshold decoding never rewrites: {json}"
     );
     ensure!(
-        steps[0]["sampler"] == "denoise" && steps[0]["repaired"] == 0,
-        "plain denoising never repairs: {json}"
+        steps[0]["sampler"] == "denoise" && steps[0]["repaired"] == 0 && steps[2]["repaired"] == 0,
+        "plain denoising never repairs, in either order: {json}"
     );
     // A directory that is not a checkpoint is named in the error.
     let err = run(&Args::parse_from([

@@ -318,6 +318,7 @@ fn generate(case: &GenerateCase, cache: CacheSettings) -> (Vec<u32>, usize) {
                 revise_start: case.revise_start,
                 start: None,
                 topk: case.revise_topk,
+                ..Default::default()
             })
             .unwrap(),
         )
