@@ -514,14 +514,13 @@ fn eval_config(
     let check_tps =
         |list: &Spanned<Vec<usize>>| check_tokens_per_step(source, list, gen_length, blocks);
     check_tps(&raw.tokens_per_step)?;
-    let mut checks = vec![
-        Check::new(&["eval", "samples"], raw.samples as f64, Range::AtLeastOne),
-        Check::new(
-            &["eval", "temperature"],
-            raw.temperature,
-            Range::NonNegative,
-        ),
-    ];
+    // `samples = 0` is allowed: a recipe evaluated elsewhere (the LLaDA-V
+    // Stage II recipe) has no held-out grid.
+    let mut checks = vec![Check::new(
+        &["eval", "temperature"],
+        raw.temperature,
+        Range::NonNegative,
+    )];
     for (i, s) in raw.samplers.get_ref().iter().enumerate() {
         if let Some(max) = s.max_block_steps {
             checks.push(Check::indexed(

@@ -160,8 +160,11 @@ impl Refine {
             None => view.decoded().map(|p| p.position).collect(),
             Some(f) => {
                 let k = (view.decoded().count() as f32 * f as f32) as usize;
+                // Decoded positions of this block only: the reference
+                // clears earlier blocks (`block_unmask_index[:, :block_start]`).
                 view.reference_top_k(k, |p| {
-                    (p.is_decoded() && p.before_stop).then(|| scores[p.position])
+                    (p.is_decoded() && p.before_stop && view.block.contains(&p.position))
+                        .then(|| scores[p.position])
                 })
             }
         }
@@ -257,6 +260,41 @@ mod tests {
         assert_eq!(revised(&refine(None, None, Some(0.3)), 0, 4), vec![3]);
         // floor(4 * 0.2) = 0: nothing.
         assert!(revised(&refine(None, None, Some(0.2)), 0, 4).is_empty());
+    }
+
+    #[test]
+    fn topk_ranks_only_the_current_block() {
+        // Block 4..8 of a response of 8; positions 0..4 (an earlier block)
+        // are decoded with the highest confidences, yet only this block's
+        // decoded tokens (4: 0.3, 6: 0.7) may be revised.
+        let rows: Vec<(u32, u32, f64, f64)> = vec![
+            (1, 11, 0.99, 0.0),
+            (2, 12, 0.98, 0.0),
+            (3, 13, 0.97, 0.0),
+            (4, 14, 0.96, 0.0),
+            (5, 15, 0.3, 0.0),
+            (MASK, 16, 0.8, 0.0),
+            (6, 17, 0.7, 0.0),
+            (MASK, 18, 0.2, 0.0),
+        ];
+        let all = positions(0, &rows);
+        let picks = std::cell::RefCell::new(Vec::new());
+        let view = StepView::new(4..8, 1, 4, 1, &all, None, 8, Some(100), &picks);
+        for remasking in [Remasking::LowConfidence, Remasking::Random] {
+            let p = Refine::new(RefineOptions {
+                start: Some(0),
+                topk: Some(0.5),
+                remasking,
+                ..Default::default()
+            })
+            .unwrap();
+            let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(1);
+            let plan = p.plan(&view, &mut rng);
+            plan.check(&view).expect("a valid plan");
+            // floor(2 * 0.5) = 1 of the block's two decoded tokens.
+            assert_eq!(plan.revise.len(), 1, "{remasking:?}: {plan:?}");
+            assert!([4, 6].contains(&plan.revise[0]), "{remasking:?}: {plan:?}");
+        }
     }
 
     #[test]
