@@ -30,16 +30,20 @@ impl Remasking {
     /// so a seed gives the same picks).
     fn scores(self, view: &StepView<'_>, rng: &mut dyn RngCore) -> Vec<f64> {
         match self {
-            Remasking::LowConfidence => {
-                let mut s = vec![f64::NEG_INFINITY; view.gen_length];
-                for p in view.positions {
-                    s[p.position] = p.confidence;
-                }
-                s
-            }
+            Remasking::LowConfidence => confidences(view),
             Remasking::Random => (0..view.gen_length).map(|_| rng.random::<f64>()).collect(),
         }
     }
+}
+
+/// Each response position's confidence, by position (`-inf` where the
+/// view has none).
+fn confidences(view: &StepView<'_>) -> Vec<f64> {
+    let mut s = vec![f64::NEG_INFINITY; view.gen_length];
+    for p in view.positions {
+        s[p.position] = p.confidence;
+    }
+    s
 }
 
 /// The schedule's budget of masks before the stop with the highest `scores`,
@@ -143,11 +147,7 @@ impl Refine {
     /// masked position of the block takes its prediction too, as in the
     /// reference; one in the prompt is handed to the sampler).
     pub fn revisions(&self, view: &StepView<'_>) -> Vec<usize> {
-        let mut scores = vec![f64::NEG_INFINITY; view.gen_length];
-        for p in view.positions {
-            scores[p.position] = p.confidence;
-        }
-        self.revisions_by(view, &scores)
+        self.revisions_by(view, &confidences(view))
     }
 
     /// [`Refine::revisions`] with the `topk` share ranked by `scores` (by
