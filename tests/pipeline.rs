@@ -274,10 +274,43 @@ fn components_and_check_show_the_assembled_pipeline() {
         "{stdout}"
     );
     // The shapes pipelines shipped in configs/ are valid too.
-    for config in ["configs/quickstart.toml", "configs/probe-vision.toml"] {
+    for config in [
+        "configs/quickstart.toml",
+        "configs/probe-vision.toml",
+        "configs/seeds.toml",
+    ] {
         let output = rediff().args(["check", config]).output().unwrap();
         assert!(output.status.success(), "{config}: {}", texts(&output).1);
     }
+}
+
+/// configs/seeds.toml is the quickstart repeated over seeds: it may differ
+/// only in its seeds, its run directory and the size of its evaluation set,
+/// so the study measures the pipeline `rediff run` runs.
+#[test]
+fn seeds_config_trains_what_the_quickstart_trains() {
+    let read = |file: &str| -> toml::Table {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
+        toml::from_str(&std::fs::read_to_string(&path).unwrap())
+            .unwrap_or_else(|e| panic!("{file}: {e}"))
+    };
+    let (mut quick, mut study) = (read("configs/quickstart.toml"), read("configs/seeds.toml"));
+    let seeds = study.get("seeds").and_then(|v| v.as_array());
+    let seeds = seeds.expect("seeds.toml sets `seeds`");
+    assert!(seeds.len() >= 5, "a study needs at least five seeds");
+    for table in [&mut quick, &mut study] {
+        for key in ["seed", "seeds", "out_dir"] {
+            table.remove(key);
+        }
+        for (section, key) in [("data", "eval_samples"), ("eval", "samples")] {
+            let section = table.get_mut(section).and_then(|v| v.as_table_mut());
+            section.expect("a [data] and an [eval] table").remove(key);
+        }
+    }
+    assert_eq!(
+        quick, study,
+        "configs/seeds.toml drifted from configs/quickstart.toml"
+    );
 }
 
 /// The evaluation files shipped in configs/ (for `rediff eval`) parse for

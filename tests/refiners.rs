@@ -126,9 +126,24 @@ fn seeds_repeat_the_pipeline_and_aggregate_across_seeds() {
             "samplers = [",
             "compare = [{ arm = \"rediff-base/refine\", against = \"baseline/denoise\" }]\nsamplers = [",
         );
+    // A study file (`seeds` and `out_dir` set, as configs/seeds.toml).
+    let text = text.replace("seed = 5", "seed = 5\nseeds = [3, 4]\nout_dir = \"run\"");
     let pipeline = write(dir.path(), "seeds.toml", &text);
     let out = dir.path().join("run");
-    run_pipeline(&pipeline, &out, &["--seeds", "3,4"]);
+    // --seed runs one seed of the study alone, in the study's seed-<s>/.
+    let output = rediff()
+        .current_dir(dir.path())
+        .args(["run", "seeds.toml", "--seed", "4", "--quiet"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", texts(&output).1);
+    assert!(out.join("seed-4/report.json").is_file());
+    assert!(!out.join("report.json").exists() && !out.join("seed-3").exists());
+    let alone = std::fs::read_to_string(out.join("seed-4/report.json")).unwrap();
+    // The study, resumed, reads that seed back and runs the other.
+    run_pipeline(&pipeline, &out, &["--seeds", "3,4", "--resume"]);
+    let again = std::fs::read_to_string(out.join("seed-4/report.json")).unwrap();
+    assert_eq!(alone, again, "a finished seed is read back, not rerun");
     let r = report(&out);
     assert_eq!(r.seeds, vec![3, 4]);
     assert!(r.interval.contains("over 2 seeds"), "{}", r.interval);

@@ -39,7 +39,10 @@ pub struct RunArgs {
     accept_changes: bool,
 
     /// Override the pipeline's seed (recorded in the run directory's
-    /// pipeline.toml; --resume refuses a different one).
+    /// pipeline.toml; --resume refuses a different one). On a pipeline
+    /// with `seeds` (configs/seeds.toml), runs that one seed alone, by
+    /// default in the study's OUT/seed-<s>/, where the study reads it back
+    /// when it is resumed.
     #[arg(long, conflicts_with = "seeds")]
     seed: Option<u64>,
 
@@ -85,24 +88,37 @@ pub struct RunArgs {
 /// Runs the pipeline and prints the results table.
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let mut cfg = super::load_pipeline(args.pipeline.as_deref())?;
+    // --seed on a multi-seed pipeline: one seed of its study.
+    let study_seed = args.seed.filter(|_| !cfg.seeds.is_empty());
     if let Some(seed) = args.seed {
         // Written into the configuration text, so the run directory's
         // pipeline.toml is the configuration this run used.
         cfg = cfg.with_override("seed", &seed.to_string())?;
+        if study_seed.is_some() {
+            cfg = cfg.with_override("seeds", "[]")?;
+        }
     }
     // Concurrent stages and data-parallel shards each get one compute
     // thread unless told otherwise.
     let default_threads = (cfg.train.concurrent_stages || cfg.train.data_parallel > 1).then_some(1);
     super::set_threads(args.threads.or(cfg.threads).or(default_threads));
-    let out = args.out.or_else(|| cfg.out_dir.clone()).unwrap_or_else(|| {
-        let stem = args
-            .pipeline
-            .as_deref()
-            .and_then(|p| p.file_stem())
-            .map(|s| s.to_string_lossy().to_string())
-            .unwrap_or_else(|| "quickstart".into());
-        PathBuf::from("runs").join(stem)
-    });
+    let out = args
+        .out
+        .clone()
+        .or_else(|| cfg.out_dir.clone())
+        .unwrap_or_else(|| {
+            let stem = args
+                .pipeline
+                .as_deref()
+                .and_then(|p| p.file_stem())
+                .map(|s| s.to_string_lossy().to_string())
+                .unwrap_or_else(|| "quickstart".into());
+            PathBuf::from("runs").join(stem)
+        });
+    let out = match (study_seed, &args.out) {
+        (Some(seed), None) => pipeline::seed_dir(&out, seed),
+        _ => out,
+    };
     let registry = crate::registry::with_plugins(cfg.plugins.iter().chain(&args.plugins))?;
     if args.dry_run {
         // The data is prepared in a scratch directory: a dry run writes nothing.
