@@ -40,9 +40,9 @@ pub struct RunArgs {
 
     /// Override the pipeline's seed (recorded in the run directory's
     /// pipeline.toml; --resume refuses a different one). On a pipeline
-    /// with `seeds` (configs/seeds.toml), runs that one seed alone, by
-    /// default in the study's OUT/seed-<s>/, where the study reads it back
-    /// when it is resumed.
+    /// with `seeds` (configs/seeds.toml), runs that one seed alone in
+    /// OUT/seed-<s>/ (OUT: --out, else the pipeline's `out_dir`), where the
+    /// study reads it back when it is resumed.
     #[arg(long, conflicts_with = "seeds")]
     seed: Option<u64>,
 
@@ -102,7 +102,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     // thread unless told otherwise.
     let default_threads = (cfg.train.concurrent_stages || cfg.train.data_parallel > 1).then_some(1);
     super::set_threads(args.threads.or(cfg.threads).or(default_threads));
-    let out = args
+    let given_out = args
         .out
         .clone()
         .or_else(|| cfg.out_dir.clone())
@@ -115,9 +115,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
                 .unwrap_or_else(|| "quickstart".into());
             PathBuf::from("runs").join(stem)
         });
-    let out = match (study_seed, &args.out) {
-        (Some(seed), None) => pipeline::seed_dir(&out, seed),
-        _ => out,
+    // One seed of a study runs where the study would run it.
+    let out = match study_seed {
+        Some(seed) => pipeline::seed_dir(&given_out, seed),
+        None => given_out.clone(),
     };
     let registry = crate::registry::with_plugins(cfg.plugins.iter().chain(&args.plugins))?;
     if args.dry_run {
@@ -182,14 +183,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     let report = match outcome {
         Err(rediff_api::Error::Interrupted) => {
-            let pipeline = args
-                .pipeline
-                .as_deref()
-                .map(|p| format!("{} ", p.display()))
-                .unwrap_or_default();
             anyhow::bail!(
-                "interrupted; continue with: rediff run {pipeline}--out {} --resume",
-                out.display()
+                "interrupted; continue with: {}",
+                resume_command(&args, &given_out)
             )
         }
         other => other?,
@@ -207,4 +203,56 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         report.timings.total_seconds
     );
     Ok(())
+}
+
+/// The command that continues an interrupted run: the same pipeline, run
+/// directory and seed overrides (without them --resume would refuse the
+/// run, or run a different one), plus --resume.
+fn resume_command(args: &RunArgs, out: &std::path::Path) -> String {
+    let mut cmd = String::from("rediff run ");
+    if let Some(p) = &args.pipeline {
+        cmd.push_str(&format!("{} ", p.display()));
+    }
+    if let Some(seed) = args.seed {
+        cmd.push_str(&format!("--seed {seed} "));
+    }
+    if let Some(seeds) = &args.seeds {
+        let list: Vec<String> = seeds.iter().map(u64::to_string).collect();
+        cmd.push_str(&format!("--seeds {} ", list.join(",")));
+    }
+    cmd.push_str(&format!("--out {} --resume", out.display()));
+    cmd
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        run: RunArgs,
+    }
+
+    fn resume(line: &[&str], out: &str) -> String {
+        let cli = Cli::try_parse_from(std::iter::once("rediff").chain(line.iter().copied()));
+        resume_command(&cli.unwrap().run, std::path::Path::new(out))
+    }
+
+    #[test]
+    fn the_resume_command_keeps_the_seed_overrides() {
+        assert_eq!(
+            resume(&[], "runs/quickstart"),
+            "rediff run --out runs/quickstart --resume"
+        );
+        assert_eq!(
+            resume(&["configs/seeds.toml", "--seed", "603"], "runs/seeds"),
+            "rediff run configs/seeds.toml --seed 603 --out runs/seeds --resume"
+        );
+        assert_eq!(
+            resume(&["--seeds", "1,2", "--quiet"], "runs/s"),
+            "rediff run --seeds 1,2 --out runs/s --resume"
+        );
+    }
 }
