@@ -93,10 +93,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     if let Some(seed) = args.seed {
         // Written into the configuration text, so the run directory's
         // pipeline.toml is the configuration this run used.
-        cfg = cfg.with_override("seed", &seed.to_string())?;
-        if study_seed.is_some() {
-            cfg = cfg.with_override("seeds", "[]")?;
-        }
+        cfg = match study_seed {
+            Some(_) => pipeline::seed_config(&cfg, seed)?,
+            None => cfg.with_override("seed", &seed.to_string())?,
+        };
     }
     // Concurrent stages and data-parallel shards each get one compute
     // thread unless told otherwise.

@@ -21,7 +21,7 @@ mod shard;
 mod stage2;
 
 pub use evaluate::{evaluate_run, models_of_run, EvalOptions};
-pub use seeds::{aggregate, run_seeds, seed_dir, seed_dirs};
+pub use seeds::{aggregate, run_seeds, seed_config, seed_dir, seed_dirs};
 pub use shard::{Shard, SliceReport};
 
 use std::collections::HashMap;

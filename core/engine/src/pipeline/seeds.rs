@@ -24,6 +24,14 @@ pub fn seed_dir(out: &Path, seed: u64) -> PathBuf {
     out.join(format!("seed-{seed}"))
 }
 
+/// The configuration of one seed of a multi-seed study: `seed` set and
+/// `seeds` emptied, so the seed's own pipeline.toml runs that seed alone.
+pub fn seed_config(cfg: &PipelineConfig, seed: u64) -> Result<PipelineConfig> {
+    Ok(cfg
+        .with_override("seed", &seed.to_string())?
+        .with_override("seeds", "[]")?)
+}
+
 /// The seed directories of a multi-seed run directory, by seed (empty for a
 /// single run).
 pub fn seed_dirs(out: &Path) -> Result<Vec<(u64, PathBuf)>> {
@@ -72,10 +80,7 @@ pub fn run_seeds(
             continue;
         }
         tracing::info!(seed, "seed {} of {}", i + 1, seeds.len());
-        // The seed's own pipeline.toml runs that seed alone.
-        let one = cfg
-            .with_override("seed", &seed.to_string())?
-            .with_override("seeds", "[]")?;
+        let one = seed_config(cfg, seed)?;
         let seed_opts = RunOptions {
             out_dir: dir,
             ..opts.clone()
