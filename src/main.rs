@@ -56,7 +56,7 @@ enum Command {
     Generate(cmd::generate::GenerateArgs),
     /// List every registered component by kind, with its origin.
     Components(cmd::components::ComponentsArgs),
-    /// Write a GGUF file of a LLaDA-V checkpoint's language model in q8_0 or q4k, for --gguf.
+    /// Write a quantized copy of a checkpoint (LLaDA-V: its language model as GGUF, q8_0 or q4k, for --gguf).
     Quantize(cmd::quantize::QuantizeArgs),
 }
 

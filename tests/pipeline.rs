@@ -240,7 +240,7 @@ fn help_explains_every_flag() {
         "--block-length",
         "--sampler",
         "--trace",
-        "--topk",
+        "--policy",
     ] {
         assert!(stdout.contains(flag), "{flag} missing from help");
     }

@@ -10,7 +10,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 use common::{builtin_registry, run_pipeline, texts, write, TINY};
-use rediff_api::plugin::{surface_digest, Fingerprint, ABI_VERSION};
+use rediff_api::__private::{surface_digest, Fingerprint, ABI_VERSION};
 use rediff_api::registry::{BuildContext, RegistryError};
 use rediff_api::ComponentSpec;
 use rediff_dynamic::{load_plugin, PluginError};
@@ -208,6 +208,51 @@ fn components_with(plugin: &Path) -> std::process::Output {
 
 fn spec(text: &str) -> ComponentSpec {
     ComponentSpec::from_toml_str("test", text).unwrap()
+}
+
+/// A copy of an example plugin in its own directory outside this
+/// workspace, with the manifest as documented (no workspace inheritance;
+/// `rediff-api` by path) and this workspace's Cargo.lock beside it, builds
+/// and is loaded by `rediff`: the fingerprints match. (The workspace's
+/// profiles are appended only so the build reuses this target directory's
+/// dependencies.)
+#[test]
+fn a_copied_example_plugin_builds_outside_the_workspace_and_loads() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("my-plugin");
+    std::fs::create_dir_all(&dir).unwrap();
+    let status = Command::new("cp")
+        .arg("-r")
+        .arg(root.join("plugins/examples/cosine-schedule/src"))
+        .arg(&dir)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let manifest =
+        std::fs::read_to_string(root.join("plugins/examples/cosine-schedule/Cargo.toml")).unwrap();
+    assert!(
+        !manifest.contains(".workspace = true"),
+        "the example's manifest inherits from the workspace: a copy would not build"
+    );
+    let api = root.join("core/api");
+    // Renamed, as a third party would, so its library does not replace the
+    // example's in the shared target directory.
+    let manifest = manifest
+        .replace("../../../core/api", api.to_str().unwrap())
+        .replace(
+            "name = \"rediff-example-cosine\"",
+            "name = \"my-cosine-plugin\"",
+        );
+    let main = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+    let profiles = &main[main.find("[profile.").unwrap()..];
+    std::fs::write(dir.join("Cargo.toml"), format!("{manifest}\n{profiles}")).unwrap();
+    std::fs::copy(root.join("Cargo.lock"), dir.join("Cargo.lock")).unwrap();
+    let library = cargo_build_in(Some(&dir), "my-cosine-plugin", None);
+    let output = components_with(&library);
+    let (stdout, stderr) = texts(&output);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stdout.contains("cosine"), "{stdout}");
 }
 
 #[test]

@@ -6,7 +6,7 @@
 //! ```
 //!
 //! On freshly rendered two-object scenes, with a random-order caption as the
-//! reference, it measures three things (`docs/seeds.md` reads them):
+//! reference, it measures three things (`docs/results/seeds-history.md` reads them):
 //!
 //! - **Exclusion**: one attribute of the first object phrase masked, the
 //!   rest of the caption visible. The other phrase gives the answer away by
@@ -49,7 +49,7 @@ use rand::SeedableRng;
 use rediff_api::model::{ModelBackend, Prompt};
 use rediff_api::policy::RefinementPolicy;
 use rediff_api::tokens::pad_response;
-use rediff_engine::sampler::{Sampler, SamplerSettings, StepEvent};
+use rediff_sampler::{Sampler, SamplerSettings, StepEvent};
 use rediff_shapes::scene::{Scene, SceneObject};
 use rediff_shapes::{caption, oracle, render, ShapesOptions};
 use rediff_standard::{
@@ -537,7 +537,7 @@ fn greedy(
     (policy, policy_name): (&dyn RefinementPolicy, &str),
     (label, index): (&str, u64),
     on_step: &mut dyn FnMut(&StepEvent),
-) -> anyhow::Result<rediff_engine::sampler::Generation> {
+) -> anyhow::Result<rediff_sampler::Generation> {
     let schedule = Linear::new(LinearOptions::default()).map_err(anyhow::Error::msg)?;
     let sampler = Sampler {
         model,

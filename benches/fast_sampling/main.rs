@@ -35,9 +35,9 @@ use rediff_api::model::{ModelBackend, Prompt, PromptContext};
 use rediff_api::policy::RefinementPolicy;
 use rediff_api::schedule::{uniform_unmask_counts, NoiseSchedule};
 use rediff_api::tokens::{SpecialTokens, TextTokenizer};
-use rediff_engine::sampler::{Sampler, SamplerSettings};
 use rediff_llada_v::testing::{cached_checkpoint, process_memory_mib, TinySpec};
 use rediff_llada_v::{LladaVBackend, LladaVOptions};
+use rediff_sampler::{Sampler, SamplerSettings};
 use rediff_standard::{NoRefinement, Threshold, ThresholdOptions};
 use serde::{Deserialize, Serialize};
 

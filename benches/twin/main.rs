@@ -41,8 +41,8 @@ use rediff_api::registry::BuildContext;
 use rediff_api::{ComponentSpec, Registry};
 use rediff_engine::optim::{AdamW, AdamWConfig};
 use rediff_engine::parallel::map_scoped;
-use rediff_engine::sampler::{Sampler, SamplerSettings};
 use rediff_engine::train::{loss_and_grads, TrainBatch};
+use rediff_sampler::{Sampler, SamplerSettings};
 use serde::{Deserialize, Serialize};
 
 /// Model sizes the benchmark knows.

@@ -1,5 +1,5 @@
 //! Records what a dynamically loaded plugin must share with the host (see
-//! `src/plugin/fingerprint.rs`): the compiler, the target, the panic
+//! `src/__private/fingerprint.rs`): the compiler, the target, the panic
 //! strategy, and the locked versions of the crates whose types cross the
 //! plugin boundary, read from the Cargo.lock of the build.
 
@@ -8,7 +8,7 @@ use std::process::Command;
 
 include!("boundary.rs");
 
-#[path = "src/plugin/digest.rs"]
+#[path = "src/__private/digest.rs"]
 mod digest;
 
 fn rustc_version() -> String {

@@ -17,10 +17,10 @@ use rediff_api::device::{DeviceChoice, WeightDtype};
 use rediff_api::model::{ModelBackend, Prompt};
 use rediff_api::registry::{BuildContext, LoadOptions};
 use rediff_api::ComponentSpec;
-use rediff_engine::sampler::{Generation, Sampler, SamplerSettings, StepEvent};
 use rediff_formats::image::load_image;
 use rediff_formats::reference::write_predictions;
 use rediff_nn::rng;
+use rediff_sampler::{Generation, Sampler, SamplerSettings, StepEvent};
 
 /// How captions are printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -30,15 +30,6 @@ pub enum OutputFormat {
     /// One JSON object per caption (JSON Lines): caption, token ids, stop,
     /// forward passes, revisions, and with --trace every step's events.
     Json,
-}
-
-/// Which sampler.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum SamplerKind {
-    /// Plain masked-diffusion decoding: decoded tokens are final.
-    Denoise,
-    /// ReDiff refinement: decoded tokens are rewritten at every step.
-    Refine,
 }
 
 /// File extensions `--images` picks up (case-insensitive).
@@ -113,38 +104,29 @@ pub struct GenerateArgs {
     /// Block length B for semi-autoregressive decoding (divides L; default L).
     #[arg(long)]
     block_length: Option<usize>,
-    /// denoise (plain) or refine (ReDiff).
-    #[arg(long, value_enum, default_value_t = SamplerKind::Refine)]
-    sampler: SamplerKind,
-    /// Any registered refinement policy as inline TOML, instead of
-    /// --sampler, e.g. --policy 'kind = "threshold", threshold = 0.9'
-    /// (`rediff components` lists them; their options are in docs/refiners.md).
-    #[arg(long, conflicts_with_all = ["sampler", "revise_start", "refine_start", "revise_topk"])]
+    /// The refinement policy, by its registered name with its default
+    /// options: `refine` (ReDiff: decoded tokens are rewritten at every
+    /// step), `denoise` or `none` (plain masked diffusion: decoded tokens are
+    /// final), or any other `rediff components` lists. Options: --policy.
+    #[arg(long, default_value = "refine")]
+    sampler: String,
+    /// A refinement policy with options, as inline TOML, instead of
+    /// --sampler: e.g. --policy 'kind = "refine", revise_start = 0.25, topk = 0.5'
+    /// (the reference's revise_start and revise_topk) or --policy 'kind =
+    /// "threshold", threshold = 0.9'. Options of every built-in policy:
+    /// docs/refiners.md.
+    #[arg(long, conflicts_with = "sampler")]
     policy: Option<String>,
     /// Guard on the steps one block may take, for policies that run until
     /// the block is decoded (default 4 x max(block length, steps per block));
     /// a block it cuts is reported.
     #[arg(long)]
     max_block_steps: Option<usize>,
-    /// Compute threads per tensor op (default: all cores; one for a single
-    /// image with a tiny-vlm checkpoint, whose matrices are too small to split).
+    /// Compute threads per tensor op (default: all cores, or for a single
+    /// image what the model says serves one prompt best: one thread for a
+    /// tiny-vlm checkpoint, whose matrices are too small to split).
     #[arg(long)]
     threads: Option<usize>,
-    /// With refine: the share (0-1] of each block's steps, counted from its
-    /// end, that revise decoded tokens (the reference's `revise_start`):
-    /// revision starts at step `steps - ceil(steps * share)`. Default 1:
-    /// every step.
-    #[arg(long, conflicts_with = "refine_start")]
-    revise_start: Option<f64>,
-    /// With refine: the first revising step as an index within each block
-    /// (instead of --revise-start).
-    #[arg(long)]
-    refine_start: Option<usize>,
-    /// With refine: revise only the floor(n * share) most confident of the
-    /// n decoded tokens (the reference's `revise_topk`, share in (0, 1]);
-    /// default all of them.
-    #[arg(long, visible_alias = "topk")]
-    revise_topk: Option<f64>,
     /// Gumbel temperature (0: greedy).
     #[arg(long, default_value_t = 0.0)]
     temperature: f64,
@@ -188,22 +170,12 @@ fn policy_spec(args: &GenerateArgs) -> anyhow::Result<ComponentSpec> {
         let inner = toml::to_string(&table["policy"])?;
         return Ok(ComponentSpec::from_toml_str("--policy", &inner)?);
     }
-    let text = match args.sampler {
-        SamplerKind::Denoise => "kind = \"none\"\n".to_string(),
-        SamplerKind::Refine => {
-            let mut t = "kind = \"refine\"\n".to_string();
-            if let Some(f) = args.revise_start {
-                t.push_str(&format!("revise_start = {f:?}\n"));
-            }
-            if let Some(s) = args.refine_start {
-                t.push_str(&format!("start = {s}\n"));
-            }
-            if let Some(k) = args.revise_topk {
-                t.push_str(&format!("topk = {k:?}\n"));
-            }
-            t
-        }
+    // `denoise` is the plain sampler's name in reports; its policy is `none`.
+    let kind = match args.sampler.as_str() {
+        "denoise" => "none",
+        other => other,
     };
+    let text = format!("kind = {}\n", toml::Value::String(kind.to_string()));
     Ok(ComponentSpec::from_toml_str("--sampler", &text)?)
 }
 
@@ -266,14 +238,6 @@ fn schedule_spec(model: &Path) -> anyhow::Result<ComponentSpec> {
     )?)
 }
 
-/// Whether `dir` holds a tiny-vlm checkpoint (its config.json says so).
-fn is_tiny_checkpoint(dir: &Path) -> bool {
-    std::fs::read_to_string(dir.join("config.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-        .is_some_and(|v| v["model_type"] == rediff_tiny_vlm::MODEL_TYPE)
-}
-
 /// Runs `rediff generate`: one image, or a directory in batches.
 pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     // Check the cheap things before loading the model.
@@ -289,15 +253,15 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         }
         _ => None,
     };
-    super::set_threads(args.threads.or_else(|| {
-        // One tiny-vlm caption's matrices are too small for several compute
-        // threads to pay off (the twin benchmark: slower with two than with one).
-        (batch_images.is_none() && is_tiny_checkpoint(&args.model)).then_some(1)
-    }));
+    super::set_threads(args.threads);
     let registry = crate::registry::with_plugins(&args.plugins)?;
     let mut load = LoadOptions::with_weights(args.device.resolve()?, args.dtype);
     load.gguf = args.gguf.clone();
     let model = registry.load_model(&args.model, &load)?;
+    if batch_images.is_none() && args.threads.is_none() {
+        // Before the first tensor op: candle reads the thread count per op.
+        super::set_threads(model.single_prompt_threads());
+    }
     let policy_spec = policy_spec(&args)?;
     let policy_name = policy_spec.kind().to_string();
     let policy = registry.build_policy(&policy_spec, &BuildContext::default())?;

@@ -27,7 +27,8 @@ pub fn load_pipeline(path: Option<&Path>) -> anyhow::Result<PipelineConfig> {
 pub fn set_threads(threads: Option<usize>) {
     if let Some(n) = threads {
         if std::env::var_os("RAYON_NUM_THREADS").is_none() {
-            // Called before any thread pool exists.
+            // Before the first tensor op: candle reads it at every matrix
+            // product (and rayon when its pool starts).
             std::env::set_var("RAYON_NUM_THREADS", n.to_string());
         }
     }

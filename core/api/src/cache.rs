@@ -40,6 +40,7 @@ pub enum CacheMode {
 
 impl CacheMode {
     /// Every mode's config name.
+    #[doc(hidden)]
     pub const NAMES: [&'static str; 3] = ["none", "prefix", "dual"];
 }
 
@@ -111,6 +112,7 @@ pub struct KvCache {
 
 impl KvCache {
     /// An empty cache.
+    #[doc(hidden)]
     pub fn new() -> Self {
         Self::default()
     }

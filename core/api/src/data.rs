@@ -228,6 +228,7 @@ impl CaptionScore {
 /// Micro-averages per-caption scores over `metrics`: for each metric, the
 /// summed hits over the summed totals (0 when the total is 0). A score
 /// naming a metric that is not in `metrics` is an error.
+#[doc(hidden)]
 pub fn aggregate(metrics: &[MetricInfo], scores: &[CaptionScore]) -> Result<Vec<(String, f64)>> {
     let mut sums = vec![Count::default(); metrics.len()];
     for score in scores {
@@ -269,6 +270,7 @@ pub trait CaptionScorer: Send + Sync {
 }
 
 /// Resolves `path` against `root` and rejects results outside `root`.
+#[doc(hidden)]
 pub fn resolve_within(root: &Path, path: &Path) -> Option<PathBuf> {
     use std::path::Component;
     let mut out = PathBuf::new();

@@ -99,6 +99,7 @@ pub enum WeightDtype {
 
 /// A GGUF block quantization of a model's linear layers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[doc(hidden)]
 pub enum QuantType {
     /// `q8_0`: 32 weights per block, one f16 scale.
     Q8_0,
@@ -108,6 +109,7 @@ pub enum QuantType {
 
 impl QuantType {
     /// Weights per block: a quantized matrix's rows must be a multiple of it.
+    #[doc(hidden)]
     pub fn block_size(self) -> usize {
         match self {
             Self::Q8_0 => 32,
@@ -116,6 +118,7 @@ impl QuantType {
     }
 
     /// Bytes per block.
+    #[doc(hidden)]
     pub fn block_bytes(self) -> usize {
         match self {
             Self::Q8_0 => 34,
@@ -124,6 +127,7 @@ impl QuantType {
     }
 
     /// candle's GGUF dtype.
+    #[doc(hidden)]
     pub fn ggml(self) -> candle_core::quantized::GgmlDType {
         match self {
             Self::Q8_0 => candle_core::quantized::GgmlDType::Q8_0,
@@ -132,6 +136,7 @@ impl QuantType {
     }
 
     /// The name GGUF tools use (`q8_0`, `q4k`).
+    #[doc(hidden)]
     pub fn name(self) -> &'static str {
         match self {
             Self::Q8_0 => "q8_0",
@@ -142,9 +147,11 @@ impl QuantType {
 
 impl WeightDtype {
     /// Every dtype's name.
+    #[doc(hidden)]
     pub const NAMES: [&'static str; 5] = ["f32", "bf16", "f16", "q8_0", "q4k"];
 
     /// The block quantization of the linear layers, if any.
+    #[doc(hidden)]
     pub fn quant(self) -> Option<QuantType> {
         match self {
             Self::Q8_0 => Some(QuantType::Q8_0),
@@ -193,6 +200,49 @@ impl fmt::Display for WeightDtype {
             Self::Q8_0 => "q8_0",
             Self::Q4k => "q4k",
         })
+    }
+}
+
+/// Options for loading a checkpoint directory.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct LoadOptions {
+    /// Device to place the weights on.
+    pub device: Device,
+    /// Weight dtype (`f32`, `bf16`, `f16`); backends may reject some.
+    pub dtype: candle_core::DType,
+    /// Block quantization of the linear layers (`--dtype q8_0 | q4k`);
+    /// backends that cannot quantize refuse it.
+    pub quant: Option<QuantType>,
+    /// An already-quantized GGUF file with the linear layers, instead of
+    /// quantizing at load; backends that cannot read one refuse it.
+    pub gguf: Option<std::path::PathBuf>,
+}
+
+impl LoadOptions {
+    /// Load onto `device` with weights in `dtype`.
+    pub fn new(device: Device, dtype: candle_core::DType) -> Self {
+        Self {
+            device,
+            dtype,
+            quant: None,
+            gguf: None,
+        }
+    }
+
+    /// Load onto `device` with weights as `weights` says (quantized or not).
+    #[doc(hidden)]
+    pub fn with_weights(device: Device, weights: WeightDtype) -> Self {
+        Self {
+            quant: weights.quant(),
+            ..Self::new(device, weights.into())
+        }
+    }
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self::new(Device::Cpu, candle_core::DType::F32)
     }
 }
 

@@ -21,6 +21,11 @@
 //! Built-in components (`plugins/`, `experts/`) register through the same
 //! [`Registrar`] as third-party libraries. Nothing here depends on the
 //! engine, the report or the loader.
+//!
+//! Two tiers: everything documented here is the plugin API; the hidden
+//! `__private` module holds the plumbing the loader, the engine and the
+//! binary use (and [`export_plugin!`] expands to), which may change in any
+//! release. Start a plugin with `use rediff_api::prelude::*;`.
 
 #![deny(missing_docs)]
 
@@ -29,31 +34,51 @@ pub mod data;
 pub mod device;
 pub mod error;
 pub mod expert;
+mod guard;
 pub mod image;
+mod kind;
 pub mod model;
-pub mod plugin;
 pub mod policy;
 pub mod registry;
-pub mod sampling;
 pub mod schedule;
 pub mod spans;
 pub mod spec;
 pub mod synth;
 pub mod tokens;
-pub mod topk;
+mod topk;
 pub mod trainer;
 
+#[doc(hidden)]
+pub mod __private;
+
+/// `#[async_trait]`, for implementing [`ExpertCorrector`] and [`Trainer`]
+/// without depending on the `async-trait` crate yourself.
+pub use async_trait::async_trait;
 pub use cache::{CacheMode, CacheSettings, CachedPass, KvCache};
 pub use data::{
     CaptionScore, CaptionScorer, Count, DataSource, MetricInfo, RevisePair, Sample, Split,
 };
 pub use error::{Error, Result};
 pub use expert::{ExpertCorrector, ExpertError, ExpertReply, ExpertRequest, ExpertVerdict};
+pub use kind::ComponentKind;
 pub use model::{ModelBackend, Prompt, PromptContext};
 pub use policy::{PositionState, PositionView, RefinementPolicy, StepPlan, StepView};
-pub use registry::{ComponentKind, Plugin, Registrar, Registry};
+pub use registry::{BuildContext, Plugin, Registrar, Registry, RegistryError};
 pub use schedule::NoiseSchedule;
 pub use spec::{ComponentSpec, ConfigError};
 pub use synth::{CorruptedSample, ErrorSynthesizer, LossGroup};
 pub use tokens::{SpecialTokens, TextTokenizer};
 pub use trainer::{TrainJob, Trainer};
+
+/// What most plugins need in one import: the component traits, the
+/// registration types and the values components build and receive.
+pub mod prelude {
+    pub use crate::async_trait;
+    pub use crate::{
+        BuildContext, CaptionScore, CaptionScorer, ComponentSpec, ConfigError, CorruptedSample,
+        Count, DataSource, Error, ErrorSynthesizer, ExpertCorrector, ExpertError, ExpertReply,
+        ExpertRequest, LossGroup, MetricInfo, ModelBackend, NoiseSchedule, Plugin, PositionState,
+        PositionView, RefinementPolicy, Registrar, RegistryError, Result, RevisePair, Sample,
+        Split, StepPlan, StepView, TextTokenizer, Trainer,
+    };
+}

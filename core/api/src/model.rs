@@ -52,6 +52,7 @@ impl PromptContext {
     /// of `token` from now on (the reference's selection can rewrite prompt
     /// positions, see [`crate::topk`]); backends that implement
     /// [`ModelBackend::prompt_logits`] apply these in every forward pass.
+    #[doc(hidden)]
     pub fn override_prompt(&self, i: usize, position: usize, token: u32) {
         let mut o = self.overrides.lock().unwrap_or_else(|p| p.into_inner());
         o[i].retain(|&(p, _)| p != position);
@@ -107,11 +108,18 @@ pub trait ModelBackend: Send + Sync {
     /// Device the weights live on.
     fn device(&self) -> &Device;
 
+    /// Compute threads that caption a single prompt fastest, when fewer than
+    /// every core (a small model's matrices are too small to split: the
+    /// tiny model is faster on one thread than on two). `None`: all cores.
+    fn single_prompt_threads(&self) -> Option<usize> {
+        None
+    }
+
     /// How to load another checkpoint of this model so it runs like this
     /// one: same device, same weight precision (Stage II loads each round's
     /// trained model with it). Default: this device, `f32` weights.
-    fn load_options(&self) -> crate::registry::LoadOptions {
-        crate::registry::LoadOptions::new(self.device().clone(), candle_core::DType::F32)
+    fn load_options(&self) -> crate::device::LoadOptions {
+        crate::device::LoadOptions::new(self.device().clone(), candle_core::DType::F32)
     }
 
     /// The prompt ids for a question about an image (applies the backend's

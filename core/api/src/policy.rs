@@ -106,6 +106,7 @@ impl<'a> StepView<'a> {
     /// positions the reference-order helpers pick (see
     /// [`StepView::schedule_unmask`]).
     #[allow(clippy::too_many_arguments)]
+    #[doc(hidden)]
     pub fn new(
         block: Range<usize>,
         step: usize,
@@ -132,6 +133,7 @@ impl<'a> StepView<'a> {
     }
 
     /// The same view with how many positions the block's previous step unmasked.
+    #[doc(hidden)]
     pub fn with_last_unmasked(mut self, n: Option<usize>) -> Self {
         self.last_unmasked = n;
         self
@@ -274,6 +276,7 @@ impl StepPlan {
     }
 
     /// Checks the plan against the view; the message says what is wrong.
+    #[doc(hidden)]
     pub fn check(&self, view: &StepView<'_>) -> std::result::Result<(), String> {
         let mut seen = std::collections::BTreeMap::new();
         for (list, what) in [

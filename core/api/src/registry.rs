@@ -13,8 +13,11 @@ use candle_core::Device;
 use serde::Serialize;
 
 use crate::data::DataSource;
+pub use crate::device::LoadOptions;
+use crate::device::WeightDtype;
 use crate::error::{Error, Result};
 use crate::expert::ExpertCorrector;
+pub use crate::kind::ComponentKind;
 use crate::model::ModelBackend;
 use crate::policy::RefinementPolicy;
 use crate::schedule::NoiseSchedule;
@@ -22,62 +25,6 @@ use crate::spec::ComponentSpec;
 use crate::synth::ErrorSynthesizer;
 use crate::tokens::TextTokenizer;
 use crate::trainer::Trainer;
-
-/// The kinds of pluggable components.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ComponentKind {
-    /// [`ModelBackend`] built from options.
-    Model,
-    /// [`ModelBackend`] loaded from a checkpoint directory, keyed by `model_type`.
-    ModelLoader,
-    /// [`DataSource`].
-    Data,
-    /// [`NoiseSchedule`].
-    Schedule,
-    /// [`ErrorSynthesizer`].
-    Synthesizer,
-    /// [`RefinementPolicy`].
-    Policy,
-    /// [`ExpertCorrector`].
-    Expert,
-    /// [`Trainer`] of Stage II rounds.
-    Trainer,
-}
-
-impl ComponentKind {
-    /// Every kind, in display order.
-    pub const ALL: [ComponentKind; 8] = [
-        ComponentKind::Model,
-        ComponentKind::ModelLoader,
-        ComponentKind::Data,
-        ComponentKind::Schedule,
-        ComponentKind::Synthesizer,
-        ComponentKind::Policy,
-        ComponentKind::Expert,
-        ComponentKind::Trainer,
-    ];
-
-    /// Lower-case name used in messages and listings.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ComponentKind::Model => "model",
-            ComponentKind::ModelLoader => "model-loader",
-            ComponentKind::Data => "data",
-            ComponentKind::Schedule => "schedule",
-            ComponentKind::Synthesizer => "synthesizer",
-            ComponentKind::Policy => "policy",
-            ComponentKind::Expert => "expert",
-            ComponentKind::Trainer => "trainer",
-        }
-    }
-}
-
-impl fmt::Display for ComponentKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.pad(self.as_str())
-    }
-}
 
 /// What a factory may need besides its own options.
 #[derive(Debug, Clone)]
@@ -117,11 +64,9 @@ impl CheckpointLoader {
     }
 }
 
-fn load_checkpoint(
-    loaders: &BTreeMap<String, Loader>,
-    dir: &Path,
-    opts: &LoadOptions,
-) -> Result<Box<dyn ModelBackend>> {
+/// The `model_type` a checkpoint directory's `config.json` names, with the
+/// file (for errors).
+fn model_type_of(dir: &Path) -> Result<(String, std::path::PathBuf)> {
     let config_path = dir.join("config.json");
     let text = std::fs::read_to_string(&config_path)
         .map_err(|e| Error::checkpoint(&config_path, format!("cannot read: {e}")))?;
@@ -131,16 +76,30 @@ fn load_checkpoint(
         .get("model_type")
         .and_then(|v| v.as_str())
         .ok_or_else(|| Error::checkpoint(&config_path, "no `model_type` field"))?;
-    match loaders.get(model_type) {
-        Some(loader) => loader(dir, opts),
-        None => Err(Error::checkpoint(
+    Ok((model_type.to_string(), config_path))
+}
+
+/// The entry of `dir`'s `model_type` in `map`, or an error naming the file
+/// and the known types.
+fn for_model_type<'m, F>(map: &'m BTreeMap<String, F>, dir: &Path, what: &str) -> Result<&'m F> {
+    let (model_type, config_path) = model_type_of(dir)?;
+    map.get(&model_type).ok_or_else(|| {
+        Error::checkpoint(
             &config_path,
             format!(
-                "no loader for model_type `{model_type}`; known: {}",
-                loaders.keys().cloned().collect::<Vec<_>>().join(", ")
+                "no {what} for model_type `{model_type}`; known: {}",
+                map.keys().cloned().collect::<Vec<_>>().join(", ")
             ),
-        )),
-    }
+        )
+    })
+}
+
+fn load_checkpoint(
+    loaders: &BTreeMap<String, Loader>,
+    dir: &Path,
+    opts: &LoadOptions,
+) -> Result<Box<dyn ModelBackend>> {
+    for_model_type(loaders, dir, "loader")?(dir, opts)
 }
 
 impl BuildContext {
@@ -153,24 +112,28 @@ impl BuildContext {
     }
 
     /// With the data source's tokenizer.
+    #[doc(hidden)]
     pub fn with_tokenizer(mut self, tokenizer: Option<TextTokenizer>) -> Self {
         self.tokenizer = tokenizer;
         self
     }
 
     /// With the device models are built on.
+    #[doc(hidden)]
     pub fn with_device(mut self, device: Device) -> Self {
         self.device = device;
         self
     }
 
     /// With the directory relative paths resolve against.
+    #[doc(hidden)]
     pub fn with_base_dir(mut self, base_dir: Option<std::path::PathBuf>) -> Self {
         self.base_dir = base_dir;
         self
     }
 
     /// With the registered checkpoint loaders.
+    #[doc(hidden)]
     pub fn with_checkpoints(mut self, checkpoints: CheckpointLoader) -> Self {
         self.checkpoints = Some(checkpoints);
         self
@@ -197,50 +160,9 @@ impl Default for BuildContext {
     }
 }
 
-/// Options for loading a checkpoint directory.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct LoadOptions {
-    /// Device to place the weights on.
-    pub device: Device,
-    /// Weight dtype (`f32`, `bf16`, `f16`); backends may reject some.
-    pub dtype: candle_core::DType,
-    /// Block quantization of the linear layers (`--dtype q8_0 | q4k`);
-    /// backends that cannot quantize refuse it.
-    pub quant: Option<crate::device::QuantType>,
-    /// An already-quantized GGUF file with the linear layers, instead of
-    /// quantizing at load; backends that cannot read one refuse it.
-    pub gguf: Option<std::path::PathBuf>,
-}
-
-impl LoadOptions {
-    /// Load onto `device` with weights in `dtype`.
-    pub fn new(device: Device, dtype: candle_core::DType) -> Self {
-        Self {
-            device,
-            dtype,
-            quant: None,
-            gguf: None,
-        }
-    }
-
-    /// Load onto `device` with weights as `weights` says (quantized or not).
-    pub fn with_weights(device: Device, weights: crate::device::WeightDtype) -> Self {
-        Self {
-            quant: weights.quant(),
-            ..Self::new(device, weights.into())
-        }
-    }
-}
-
-impl Default for LoadOptions {
-    fn default() -> Self {
-        Self::new(Device::Cpu, candle_core::DType::F32)
-    }
-}
-
 type Factory<T> = Arc<dyn Fn(&ComponentSpec, &BuildContext) -> Result<T> + Send + Sync>;
 type Loader = Arc<dyn Fn(&Path, &LoadOptions) -> Result<Box<dyn ModelBackend>> + Send + Sync>;
+type Quantizer = Arc<dyn Fn(&Path, WeightDtype, &Path) -> Result<u64> + Send + Sync>;
 
 /// Where a component came from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -326,6 +248,7 @@ macro_rules! each_map {
         $m!($($arg)*, policies, ComponentKind::Policy);
         $m!($($arg)*, experts, ComponentKind::Expert);
         $m!($($arg)*, trainers, ComponentKind::Trainer);
+        $m!($($arg)*, quantizers, ComponentKind::Quantizer);
     };
 }
 
@@ -346,11 +269,13 @@ pub struct Registry {
     policies: BTreeMap<String, Entry<Factory<Arc<dyn RefinementPolicy>>>>,
     experts: BTreeMap<String, Entry<Factory<Arc<dyn ExpertCorrector>>>>,
     trainers: BTreeMap<String, Entry<Factory<Arc<dyn Trainer>>>>,
+    quantizers: BTreeMap<String, Entry<Quantizer>>,
     plugins: Vec<(String, Origin)>,
 }
 
 /// One row of [`Registry::list`].
 #[derive(Debug, Clone, Serialize)]
+#[doc(hidden)]
 pub struct ComponentInfo {
     /// Component kind.
     pub kind: ComponentKind,
@@ -383,10 +308,10 @@ macro_rules! register_fn {
 }
 
 /// Wraps a factory so a panic inside it (plugin code, say) becomes an error
-/// for that build, and guards what it builds (see [`crate::plugin::Guard`]).
+/// for that build, and guards what it builds (see [`crate::guard::Guard`]).
 /// Generic, so it is compiled into whichever library registers: for a
 /// plugin, the panic is caught by the plugin's own runtime.
-fn guard_panics<T: crate::plugin::Guard, F>(
+fn guard_panics<T: crate::guard::Guard, F>(
     kind: ComponentKind,
     name: &str,
     origin: &Origin,
@@ -401,10 +326,10 @@ where
             .unwrap_or_else(|payload| {
                 Err(Error::invalid(format!(
                     "{kind} `{name}` from {origin} panicked while being built: {}",
-                    crate::plugin::panic_message(payload.as_ref())
+                    crate::guard::panic_message(payload.as_ref())
                 )))
             })
-            .map(crate::plugin::Guard::guarded)
+            .map(crate::guard::Guard::guarded)
     }
 }
 
@@ -485,6 +410,30 @@ impl Registrar<'_> {
             Arc::new(loader),
         )
     }
+
+    /// Registers what `rediff quantize` runs for a `config.json`
+    /// `model_type`: it writes a quantized copy of the checkpoint directory
+    /// (`dir`, the dtype, the output file) and returns the bytes of tensor
+    /// data written.
+    pub fn quantizer<F>(
+        &mut self,
+        model_type: &str,
+        summary: &str,
+        quantize: F,
+    ) -> Result<(), RegistryError>
+    where
+        F: Fn(&Path, WeightDtype, &Path) -> Result<u64> + Send + Sync + 'static,
+    {
+        let origin = self.origin.clone();
+        insert(
+            &mut self.registry.quantizers,
+            ComponentKind::Quantizer,
+            model_type,
+            summary,
+            origin,
+            Arc::new(quantize),
+        )
+    }
 }
 
 fn unknown<F>(kind: ComponentKind, spec: &ComponentSpec, map: &BTreeMap<String, F>) -> Error {
@@ -495,6 +444,7 @@ fn unknown<F>(kind: ComponentKind, spec: &ComponentSpec, map: &BTreeMap<String, 
 macro_rules! build_fn {
     ($(#[$doc:meta])* $fn_name:ident, $field:ident, $kind:expr, $ty:ty) => {
         $(#[$doc])*
+        #[doc(hidden)]
         pub fn $fn_name(&self, spec: &ComponentSpec, ctx: &BuildContext) -> Result<$ty> {
             match self.$field.get(spec.kind()) {
                 Some(entry) => (entry.factory)(spec, ctx),
@@ -506,11 +456,13 @@ macro_rules! build_fn {
 
 impl Registry {
     /// An empty registry.
+    #[doc(hidden)]
     pub fn new() -> Self {
         Self::default()
     }
 
     /// Adds a plugin with [`Origin::BuiltIn`].
+    #[doc(hidden)]
     pub fn add_plugin(&mut self, plugin: &dyn Plugin) -> Result<(), RegistryError> {
         let origin = Origin::BuiltIn(plugin.name().to_string());
         self.add_plugin_from(plugin, origin)
@@ -519,6 +471,7 @@ impl Registry {
     /// Adds a plugin, recording `origin` on every component it registers.
     ///
     /// Registration is all-or-nothing: on error the registry is unchanged.
+    #[doc(hidden)]
     pub fn add_plugin_from(
         &mut self,
         plugin: &dyn Plugin,
@@ -611,11 +564,21 @@ impl Registry {
 
     /// Loads a checkpoint directory with the loader its `config.json`'s
     /// `model_type` names.
+    #[doc(hidden)]
     pub fn load_model(&self, dir: &Path, opts: &LoadOptions) -> Result<Box<dyn ModelBackend>> {
         self.checkpoint_loader().load(dir, opts)
     }
 
+    /// Writes a quantized copy of the checkpoint `dir` into `out` with the
+    /// quantizer its `config.json`'s `model_type` names; the bytes of
+    /// tensor data written.
+    #[doc(hidden)]
+    pub fn quantize(&self, dir: &Path, dtype: WeightDtype, out: &Path) -> Result<u64> {
+        (for_model_type(&self.quantizers, dir, "quantizer")?.factory)(dir, dtype, out)
+    }
+
     /// A handle on the checkpoint loaders that outlives `self`.
+    #[doc(hidden)]
     pub fn checkpoint_loader(&self) -> CheckpointLoader {
         CheckpointLoader(Arc::new(
             self.loaders
@@ -626,6 +589,7 @@ impl Registry {
     }
 
     /// Registered names of one kind, sorted.
+    #[doc(hidden)]
     pub fn names(&self, kind: ComponentKind) -> Vec<String> {
         self.list()
             .into_iter()
@@ -635,6 +599,7 @@ impl Registry {
     }
 
     /// Every registered component with its origin.
+    #[doc(hidden)]
     pub fn list(&self) -> Vec<ComponentInfo> {
         fn rows<F>(
             out: &mut Vec<ComponentInfo>,
@@ -659,6 +624,7 @@ impl Registry {
     }
 
     /// Plugins added so far, in order.
+    #[doc(hidden)]
     pub fn plugins(&self) -> &[(String, Origin)] {
         &self.plugins
     }

@@ -53,6 +53,7 @@ fn occurrences(haystack: &[u32], needle: &[u32]) -> Vec<usize> {
 /// inside a sentence, and the only one the reference's loader looks for),
 /// then bare `org` (a word that starts the answer or follows punctuation);
 /// `target` is encoded the same way as the variant that matched.
+#[doc(hidden)]
 pub fn locate_pair(
     tokenizer: &TextTokenizer,
     answer: &[u32],
@@ -88,6 +89,7 @@ pub fn locate_pair(
 /// words), and `org`'s first occurrence is searched in `[prompt | answer]`;
 /// a match at index 0 counts as not found (the reference tests `> 0`), and
 /// a first match in the prompt gives [`SkipReason::PairInPrompt`].
+#[doc(hidden)]
 pub fn locate_pair_reference(
     tokenizer: &TextTokenizer,
     prompt: &[u32],

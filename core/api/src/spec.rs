@@ -11,10 +11,11 @@ use serde::Deserialize;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 use toml::Spanned;
 
-use crate::registry::ComponentKind;
+use crate::kind::ComponentKind;
 
 /// A configuration file's name and text, shared by every spec parsed from it.
 #[derive(Debug)]
+#[doc(hidden)]
 pub struct SourceFile {
     /// Display name (the path as the user gave it).
     pub name: String,
@@ -24,6 +25,7 @@ pub struct SourceFile {
 
 impl SourceFile {
     /// 1-based line and column (in characters) of a byte offset.
+    #[doc(hidden)]
     pub fn line_col(&self, offset: usize) -> (usize, usize) {
         let offset = offset.min(self.text.len());
         let before = &self.text[..offset];
@@ -34,6 +36,7 @@ impl SourceFile {
     }
 
     /// An error at byte `span` of the file (its start; line 1, column 1 without one).
+    #[doc(hidden)]
     pub fn error(&self, span: Option<Range<usize>>, message: impl Into<String>) -> ConfigError {
         let (line, column) = span.map_or((1, 1), |s| self.line_col(s.start));
         ConfigError {
@@ -60,6 +63,7 @@ pub struct ConfigError {
 }
 
 /// A TOML parse or deserialisation error, located in `source`.
+#[doc(hidden)]
 pub fn toml_error(source: &SourceFile, err: toml::de::Error) -> ConfigError {
     let message = err.message().trim().to_string();
     source.error(err.span(), message)
@@ -67,6 +71,7 @@ pub fn toml_error(source: &SourceFile, err: toml::de::Error) -> ConfigError {
 
 /// A step in the path from the document root to a component table.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[doc(hidden)]
 pub enum PathSegment {
     /// A table key.
     Key(String),
@@ -103,6 +108,7 @@ fn lookup<'a, 'i>(
 }
 
 /// The whole file as a spanned TOML value.
+#[doc(hidden)]
 pub fn parse_root(source: &SourceFile) -> Result<Spanned<DeValue<'_>>, ConfigError> {
     let root = DeTable::parse(&source.text).map_err(|e| toml_error(source, e))?;
     Ok(Spanned::new(root.span(), DeValue::Table(root.into_inner())))
@@ -130,6 +136,7 @@ impl std::fmt::Debug for ComponentSpec {
 impl ComponentSpec {
     /// The component table at `path` in `source` (errors when it is not a
     /// table with a string `kind`).
+    #[doc(hidden)]
     pub fn locate(source: &Arc<SourceFile>, path: Vec<PathSegment>) -> Result<Self, ConfigError> {
         let root = parse_root(source)?;
         let name = path_string(&path);
@@ -177,6 +184,7 @@ impl ComponentSpec {
     }
 
     /// The error for a `kind` no factory is registered under.
+    #[doc(hidden)]
     pub fn unknown_kind(&self, kind: ComponentKind, registered: Vec<String>) -> ConfigError {
         self.source.error(
             Some(self.kind_span.clone()),
@@ -230,6 +238,7 @@ impl ComponentSpec {
     }
 
     /// The table (with `kind`) as a plain TOML value, for printing.
+    #[doc(hidden)]
     pub fn to_toml_value(&self) -> toml::Value {
         let mut table = toml::Table::new();
         table.insert("kind".into(), toml::Value::String(self.kind.clone()));

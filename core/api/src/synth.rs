@@ -88,6 +88,7 @@ impl LossGroup {
 
 impl<'a> SynthContext<'a> {
     /// The vocabulary a synthesizer may draw replacements from.
+    #[doc(hidden)]
     pub fn new(
         vocab_size: usize,
         special: &'a SpecialTokens,
@@ -112,6 +113,7 @@ impl CorruptedSample {
     }
 
     /// The dense `[L]` weight row the batched loss uses.
+    #[doc(hidden)]
     pub fn weight_row(&self) -> Vec<f32> {
         let mut row = vec![0f32; self.labels.len()];
         for group in &self.groups {
@@ -123,6 +125,7 @@ impl CorruptedSample {
     }
 
     /// The group with `role`, if present.
+    #[doc(hidden)]
     pub fn group(&self, role: GroupRole) -> Option<&LossGroup> {
         self.groups.iter().find(|g| g.role == role)
     }
@@ -174,6 +177,7 @@ pub trait ErrorSynthesizer: Send + Sync {
 }
 
 /// Group-mean weights: `1 / (count * divisor)` per position, 0 for an empty group.
+#[doc(hidden)]
 pub fn group_mean_weight(count: usize, divisor: f32) -> f32 {
     if count == 0 {
         0.0

@@ -145,6 +145,7 @@ impl TextTokenizer {
 /// padding up to `length` (LLaDA's SFT layout).
 ///
 /// Errors when the answer plus its end-of-turn does not fit.
+#[doc(hidden)]
 pub fn pad_response(answer: &[u32], eot: u32, length: usize) -> Result<Vec<u32>> {
     if answer.len() + 1 > length {
         return Err(Error::invalid(format!(

@@ -22,6 +22,7 @@ fn comp(a: &Elem, b: &Elem) -> bool {
 
 /// The indices `torch.topk(values, k)` returns on the CPU (as a set; their
 /// order is not meaningful). `k` is capped at `values.len()`.
+#[doc(hidden)]
 pub fn torch_topk_indices(values: &[f64], k: usize) -> Vec<usize> {
     let n = values.len();
     let k = k.min(n);

@@ -41,6 +41,7 @@ pub struct TrainJob {
 impl TrainJob {
     /// The job's paths by placeholder name (`dataset`, `images`,
     /// `checkpoint`, `output`, `work_dir`, `run_dir`, `log`) and the round.
+    #[doc(hidden)]
     pub fn placeholders(&self) -> Vec<(&'static str, String)> {
         let p = |path: &Path| path.display().to_string();
         vec![
@@ -73,6 +74,7 @@ pub trait Trainer: Send + Sync {
 
 /// The engine's own trainer, registered as `in-process`.
 #[derive(Debug, Default, Clone, Copy)]
+#[doc(hidden)]
 pub struct InProcessTrainer;
 
 impl Trainer for InProcessTrainer {

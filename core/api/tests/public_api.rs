@@ -10,6 +10,11 @@
 //! (A source scan, not rustdoc JSON: it needs no nightly toolchain. It
 //! reads declarations, so a `pub` item re-exported under another path is
 //! listed where it is declared.)
+//!
+//! Two tiers: declarations marked `#[doc(hidden)]`, and everything in
+//! `src/__private/` and `boundary.rs`, are the host's plumbing (loader,
+//! engine, binary) and are listed with a `hidden` marker; the rest is the
+//! plugin API, whose size [`the_plugin_api_stays_small`] bounds.
 
 use std::path::{Path, PathBuf};
 
@@ -63,6 +68,13 @@ fn declarations(text: &str) -> Vec<String> {
         let is_macro =
             line.starts_with("macro_rules!") && i > 0 && lines[i - 1].contains("macro_export");
         if public || is_macro {
+            // Attributes and doc comments right above it.
+            let hidden = lines[..i]
+                .iter()
+                .rev()
+                .map(|l| l.trim_start())
+                .take_while(|l| l.starts_with("#[") || l.starts_with("///"))
+                .any(|l| l.starts_with("#[doc(hidden)]"));
             let mut sig = String::new();
             let mut j = i;
             loop {
@@ -90,7 +102,11 @@ fn declarations(text: &str) -> Vec<String> {
             }
             let sig = sig.split_whitespace().collect::<Vec<_>>().join(" ");
             let container = sig.starts_with("pub trait ") || sig.starts_with("pub enum ");
-            out.push(sig.clone());
+            out.push(if hidden {
+                format!("{HIDDEN}{sig}")
+            } else {
+                sig.clone()
+            });
             if container && lines[j].contains('{') {
                 out.extend(members(&lines[j + 1..], &sig));
             }
@@ -142,6 +158,14 @@ fn members(lines: &[&str], owner: &str) -> Vec<String> {
     out
 }
 
+/// The marker of a hidden-tier declaration in the snapshot.
+const HIDDEN: &str = "hidden ";
+
+/// Whether a file's declarations are all the hidden tier.
+fn hidden_file(name: &str) -> bool {
+    name == "boundary.rs" || name.starts_with("src/__private/")
+}
+
 fn snapshot() -> String {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut files = Vec::new();
@@ -153,6 +177,11 @@ fn snapshot() -> String {
         let text = std::fs::read_to_string(&f).unwrap();
         let name = f.strip_prefix(root).unwrap().display().to_string();
         for d in declarations(&text) {
+            let d = if hidden_file(&name) && !d.starts_with(HIDDEN) && !d.starts_with("  ") {
+                format!("{HIDDEN}{d}")
+            } else {
+                d
+            };
             out.push_str(&format!("{name}: {d}\n"));
         }
     }
@@ -179,6 +208,169 @@ fn the_public_api_matches_the_snapshot() {
             added.iter().map(|l| format!("  + {l}")).collect::<Vec<_>>().join("\n"),
         );
     }
+}
+
+/// Whether a snapshot line declares an item: a function, type, trait,
+/// constant, static or macro (not a field, a trait member, an enum
+/// variant, a module or a re-export).
+fn is_item(decl: &str) -> bool {
+    let decl = decl.strip_prefix(HIDDEN).unwrap_or(decl);
+    if decl.starts_with("  ") {
+        return false;
+    }
+    let rest = decl.strip_prefix("pub ").unwrap_or(decl);
+    let rest = rest
+        .trim_start_matches("unsafe ")
+        .trim_start_matches("extern \"C\" ")
+        .trim_start_matches("const ")
+        .trim_start_matches("async ");
+    [
+        "fn ",
+        "struct ",
+        "enum ",
+        "trait ",
+        "type ",
+        "static ",
+        "macro_rules!",
+    ]
+    .iter()
+    .any(|k| rest.starts_with(k))
+        || (decl.starts_with("pub const ") && decl.contains(':'))
+}
+
+/// `(plugin API, hidden tier)` item counts of a snapshot.
+fn item_counts(snapshot: &str) -> (usize, usize) {
+    let items: Vec<&str> = snapshot
+        .lines()
+        .filter_map(|l| l.split_once(": ").map(|(_, d)| d))
+        .filter(|d| is_item(d))
+        .collect();
+    let hidden = items.iter().filter(|d| d.starts_with(HIDDEN)).count();
+    (items.len() - hidden, hidden)
+}
+
+/// The plugin API a third party learns stays small; the loader's, engine's
+/// and binary's plumbing goes to the hidden tier.
+#[test]
+fn the_plugin_api_stays_small() {
+    let (public, hidden) = item_counts(&snapshot());
+    println!("rediff-api: {public} plugin-API declarations, {hidden} hidden");
+    assert!(
+        public <= 150,
+        "rediff-api declares {public} public items (hidden tier: {hidden}); keep the plugin API at 150 or fewer"
+    );
+}
+
+#[test]
+fn items_are_counted_by_tier() {
+    let snap = "src/a.rs: pub struct A\nsrc/a.rs: pub x: u32\nsrc/a.rs: pub fn new() -> Self\nsrc/a.rs: hidden pub fn host()\nsrc/a.rs: pub trait T\nsrc/a.rs:   T::fn f(&self)\nsrc/lib.rs: pub mod a\nsrc/lib.rs: pub use a::A\nsrc/a.rs: pub const C: u8 = 1\nsrc/a.rs: pub unsafe extern \"C\" fn c()\nsrc/a.rs: macro_rules! m\n";
+    assert_eq!(item_counts(snap), (6, 1));
+}
+
+/// The modules of this crate that each module names (`crate::m`, `super::m`
+/// in a submodule, and `use crate::{m, ...}` groups), by top-level module.
+fn module_references() -> std::collections::BTreeMap<String, std::collections::BTreeSet<String>> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&root, &mut files);
+    let mut graph = std::collections::BTreeMap::new();
+    for f in files {
+        let rel = f.strip_prefix(&root).unwrap();
+        let first = rel.iter().next().unwrap().to_string_lossy().to_string();
+        let module = first.trim_end_matches(".rs").to_string();
+        if module == "lib" {
+            continue;
+        }
+        let text = std::fs::read_to_string(&f).unwrap();
+        // Test modules may use anything.
+        let text = text.split("#[cfg(test)]").next().unwrap_or("");
+        let refs: &mut std::collections::BTreeSet<String> =
+            graph.entry(module.clone()).or_default();
+        let mut rest = text;
+        while let Some(at) = rest.find("crate::") {
+            rest = &rest[at + "crate::".len()..];
+            let names: Vec<String> = if let Some(group) = rest.strip_prefix('{') {
+                let end = group.find('}').unwrap_or(group.len());
+                group[..end]
+                    .split(',')
+                    .map(|n| n.trim().split("::").next().unwrap_or("").to_string())
+                    .collect()
+            } else {
+                vec![rest
+                    .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+                    .next()
+                    .unwrap_or("")
+                    .to_string()]
+            };
+            for n in names {
+                if !n.is_empty() && n != module && n.chars().next().unwrap().is_lowercase() {
+                    refs.insert(n);
+                }
+            }
+        }
+    }
+    graph
+}
+
+/// A cycle in `graph`, if there is one.
+fn find_cycle(
+    graph: &std::collections::BTreeMap<String, std::collections::BTreeSet<String>>,
+) -> Option<Vec<String>> {
+    fn visit(
+        node: &str,
+        graph: &std::collections::BTreeMap<String, std::collections::BTreeSet<String>>,
+        path: &mut Vec<String>,
+        done: &mut std::collections::BTreeSet<String>,
+    ) -> Option<Vec<String>> {
+        if let Some(at) = path.iter().position(|n| n == node) {
+            let mut cycle = path[at..].to_vec();
+            cycle.push(node.to_string());
+            return Some(cycle);
+        }
+        if done.contains(node) {
+            return None;
+        }
+        path.push(node.to_string());
+        for next in graph.get(node).into_iter().flatten() {
+            if let Some(c) = visit(next, graph, path, done) {
+                return Some(c);
+            }
+        }
+        path.pop();
+        done.insert(node.to_string());
+        None
+    }
+    let mut done = std::collections::BTreeSet::new();
+    for node in graph.keys() {
+        if let Some(c) = visit(node, graph, &mut Vec::new(), &mut done) {
+            return Some(c);
+        }
+    }
+    None
+}
+
+#[test]
+fn no_module_imports_form_a_cycle() {
+    let graph = module_references();
+    assert!(graph.contains_key("registry") && graph["registry"].contains("spec"));
+    if let Some(cycle) = find_cycle(&graph) {
+        panic!(
+            "rediff-api modules import each other in a cycle: {}",
+            cycle.join(" -> ")
+        );
+    }
+}
+
+#[test]
+fn cycles_are_found() {
+    let mut g = std::collections::BTreeMap::new();
+    let set = |v: &[&str]| v.iter().map(|s| s.to_string()).collect();
+    g.insert("a".to_string(), set(&["b"]));
+    g.insert("b".to_string(), set(&["c"]));
+    g.insert("c".to_string(), set(&[]));
+    assert_eq!(find_cycle(&g), None);
+    g.insert("c".to_string(), set(&["a"]));
+    assert_eq!(find_cycle(&g).unwrap(), vec!["a", "b", "c", "a"]);
 }
 
 #[test]

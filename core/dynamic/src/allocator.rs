@@ -1,10 +1,10 @@
 //! The host's half of the shared heap: this binary's global allocator as a
 //! C table, handed to every plugin before it runs any code (the plugin's
-//! half is `rediff_api::plugin::PluginAllocator`).
+//! half is `rediff_api::__private::PluginAllocator`).
 
 use std::alloc::Layout;
 
-use rediff_api::plugin::HostAllocator;
+use rediff_api::__private::HostAllocator;
 
 unsafe extern "C" fn host_alloc(size: usize, align: usize) -> *mut u8 {
     std::alloc::alloc(Layout::from_size_align_unchecked(size, align))

@@ -23,7 +23,7 @@ mod error;
 
 use std::path::{Path, PathBuf};
 
-use rediff_api::plugin::{Fingerprint, PluginDeclaration, ABI_VERSION, DECLARATION_SYMBOL};
+use rediff_api::__private::{Fingerprint, PluginDeclaration, ABI_VERSION, DECLARATION_SYMBOL};
 use rediff_api::registry::{Origin, Registry, RegistryError};
 
 pub use allocator::HOST_ALLOCATOR;

@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use rediff_api::image::SourceImage;
 
-use crate::sampler::{Generation, Sampler, SamplerSettings};
 use rediff_api::data::{aggregate, CaptionScorer, MetricInfo, Sample};
 use rediff_api::error::{Error, Result};
 use rediff_api::model::{ModelBackend, Prompt, PromptContext};
@@ -14,6 +13,7 @@ use rediff_api::schedule::NoiseSchedule;
 use rediff_nn::rng;
 use rediff_report::stats::{bootstrap_ratios, BOOTSTRAP_RESAMPLES};
 pub use rediff_report::{EvalRow, Example, MetricIntervals, MetricValues, Named, StepTiming};
+use rediff_sampler::{Generation, Sampler, SamplerSettings};
 
 /// A held-out sample ready for the model.
 #[derive(Debug, Clone)]

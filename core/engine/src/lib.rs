@@ -11,7 +11,6 @@
 //! - [`config`]: the pipeline file's stage settings, with source-located errors;
 //! - [`pipeline`]: assembly from a [`Registry`](rediff_api::Registry) and the
 //!   run itself (baseline, Stage I, Stage II rounds, evaluation, report);
-//! - [`sampler`]: the denoising/refining sampler;
 //! - [`train`] and [`optim`]: the trainer and AdamW;
 //! - [`eval`]: the evaluation grid over samplers and tokens per step;
 //! - [`stage2`]: the parts of the online self-correction loop.
@@ -22,9 +21,8 @@ pub mod eval;
 pub mod optim;
 pub mod parallel;
 pub mod pipeline;
-pub mod sampler;
+pub mod rundir;
 pub mod stage2;
-pub mod step_cache;
 pub mod train;
 
 pub use config::PipelineConfig;

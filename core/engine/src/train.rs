@@ -18,13 +18,14 @@ use crate::config::TrainSettings;
 use crate::ema::Ema;
 use crate::optim::{lr_at, AdamW, AdamWConfig};
 use crate::parallel::map_scoped;
+use crate::rundir::StageDirs;
 use rediff_api::error::{Error, Result};
 use rediff_api::model::{ModelBackend, Prompt};
 use rediff_api::schedule::NoiseSchedule;
 use rediff_api::synth::{ErrorSynthesizer, GroupRole, SkipReason, SynthContext, TokenizedSample};
 use rediff_nn::checkpoint::{
     load_varmap, read_json, read_safetensors, save_varmap, write_dir_atomically, write_json,
-    write_safetensors, StageDirs, TrainerState, OPTIMIZER_FILE, STATE_FILE,
+    write_safetensors, TrainerState, OPTIMIZER_FILE, STATE_FILE,
 };
 use rediff_nn::loss::weighted_loss;
 use rediff_nn::rng;

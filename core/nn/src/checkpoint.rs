@@ -3,7 +3,7 @@
 //! checkpoint behind.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use candle_core::{Device, Tensor};
 use candle_nn::VarMap;
@@ -197,25 +197,6 @@ pub struct TrainerState {
 pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
 /// Trainer progress file.
 pub const STATE_FILE: &str = "trainer_state.json";
-
-/// Paths of a stage's checkpoints under a run directory.
-#[derive(Debug, Clone)]
-pub struct StageDirs {
-    /// `checkpoints/<stage>/latest`: resumable (model + optimizer + state).
-    pub latest: PathBuf,
-    /// `models/<stage>`: the final model, loadable by `rediff generate`.
-    pub final_model: PathBuf,
-}
-
-impl StageDirs {
-    /// Layout for `stage` in `run_dir`.
-    pub fn new(run_dir: &Path, stage: &str) -> Self {
-        Self {
-            latest: run_dir.join("checkpoints").join(stage).join("latest"),
-            final_model: run_dir.join("models").join(stage),
-        }
-    }
-}
 
 #[cfg(test)]
 mod tests {

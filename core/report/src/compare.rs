@@ -4,7 +4,7 @@
 //!
 //! Two criteria, both reported:
 //! - **separated**: the two arms' 95% intervals do not overlap (the
-//!   conservative test the README's claims use: across seeds in a
+//!   conservative test the results' claims use (docs/results/): across seeds in a
 //!   multi-seed report, over evaluation images in a single run);
 //! - **paired**: in a multi-seed report, the 95% Student-t interval of the
 //!   per-seed difference `arm - against` (seeds pair the arms: same data,

@@ -27,10 +27,10 @@ use rediff_api::device::{DeviceChoice, WeightDtype};
 use rediff_api::expert::{ExpertCorrector, ExpertError, ExpertReply, ExpertRequest, ExpertVerdict};
 use rediff_api::model::{ModelBackend, Prompt};
 use rediff_api::registry::{LoadOptions, Plugin, Registrar, RegistryError};
-use rediff_api::sampling::choose;
 use rediff_api::tokens::pad_response;
 use rediff_api::RevisePair;
 use rediff_formats::image::load_image;
+use rediff_sampler::choose;
 use serde::Deserialize;
 
 /// Options of `model`.

@@ -65,8 +65,8 @@ pub struct LladaVModelOptions {
     pub system_prompt: Option<String>,
 }
 
-/// Registers the `llada-v` model and the checkpoint loaders for
-/// `model_type` `llava_llada` and `llada`.
+/// Registers the `llada-v` model, and the checkpoint loaders and quantizers
+/// for `model_type` `llava_llada` and `llada`.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct LladaVPlugin;
 
@@ -106,6 +106,18 @@ impl Plugin for LladaVPlugin {
                         ..Default::default()
                     };
                     Ok(Box::new(LladaVBackend::load(dir, options)?))
+                },
+            )?;
+            r.quantizer(
+                model_type,
+                "writes the language model's embedding and linear layers as GGUF (q8_0, q4k) for --gguf",
+                |dir, dtype, out| {
+                    let Some(quant) = dtype.quant() else {
+                        return Err(rediff_api::Error::invalid(format!(
+                            "`{dtype}` is not a quantized dtype; expected q8_0 or q4k"
+                        )));
+                    };
+                    Ok(quant::write_gguf(dir, quant, out)? as u64)
                 },
             )?;
         }

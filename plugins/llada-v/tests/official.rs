@@ -13,17 +13,17 @@ use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
 use candle_core::{Device, Tensor};
+use rediff_api::__private::torch_topk_indices;
 use rediff_api::cache::{CacheMode, CacheSettings, CachedPass, KvCache};
 use rediff_api::model::{ModelBackend, Prompt};
 use rediff_api::policy::RefinementPolicy;
 use rediff_api::schedule::{uniform_unmask_counts, NoiseSchedule};
-use rediff_api::topk::torch_topk_indices;
-use rediff_engine::sampler::{Sampler, SamplerSettings};
 use rediff_formats::image::load_image;
 use rediff_llada_v::pil::PilImage;
 use rediff_llada_v::preprocess::image_tiles_u8;
 use rediff_llada_v::prompt::IMAGE_PLACEHOLDER;
 use rediff_llada_v::{LladaVBackend, LladaVOptions};
+use rediff_sampler::{Sampler, SamplerSettings};
 use rediff_standard::{NoRefinement, Refine, RefineOptions};
 use serde::Deserialize;
 

@@ -56,7 +56,7 @@ pub struct ShapesOptions {
     pub order: Order,
     /// Share (0..=1) of captions that list their objects left to right
     /// whatever `order` says: a mix of the easy, deterministic order into
-    /// the ambiguous one (see `docs/seeds.md`). Default 0.
+    /// the ambiguous one (see `docs/results/seeds-history.md`). Default 0.
     pub canonical_share: f64,
     /// Use synonymous place phrases ("on the left" / "at the left"). Default true.
     pub synonyms: bool,

@@ -394,6 +394,12 @@ impl ModelBackend for TinyVlmBackend {
         &self.device
     }
 
+    fn single_prompt_threads(&self) -> Option<usize> {
+        // Measured (the twin benchmark): one caption is slower on two
+        // compute threads than on one; its matrices are too small to split.
+        Some(1)
+    }
+
     fn prompt_ids(&self, question: &str) -> Result<Vec<u32>> {
         let ids = self.tokenizer.encode(question)?;
         if ids.len() > self.model.cfg.arch.max_prompt_len {

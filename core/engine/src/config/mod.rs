@@ -287,6 +287,31 @@ steps = 5
     }
 
     #[test]
+    fn stage2_drafts_in_its_own_blocks_defaulting_to_the_evaluations() {
+        let cfg = PipelineConfig::parse("p.toml", &with_stage2("")).unwrap();
+        assert_eq!(cfg.stage2.unwrap().block_length, cfg.eval.block_length);
+        let text = with_stage2("block_length = 4\ntokens_per_step = [1, 2, 4]");
+        let cfg = PipelineConfig::parse("p.toml", &text).unwrap();
+        assert_eq!(
+            (cfg.stage2.unwrap().block_length, cfg.eval.block_length),
+            (4, 8)
+        );
+        // Two blocks of 4: one step of 8 tokens cannot be shared by them.
+        let text = with_stage2("block_length = 4\ntokens_per_step = [8]");
+        let err = PipelineConfig::parse("p.toml", &text).unwrap_err();
+        assert!(err.message.contains("divisible by the 2 block(s)"), "{err}");
+        let text = with_stage2("block_length = 3");
+        let err = PipelineConfig::parse("p.toml", &text).unwrap_err();
+        let line = text.lines().position(|l| l == "block_length = 3").unwrap() + 1;
+        assert_eq!((err.line, err.column), (line, 16), "{err}");
+        assert!(
+            err.message
+                .contains("stage2.block_length 3 must divide gen_length 8"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn stage2_trainers_default_to_in_process_which_needs_steps() {
         let cfg = PipelineConfig::parse("p.toml", &with_stage2("")).unwrap();
         assert_eq!(cfg.stage2.as_ref().unwrap().trainer.kind(), "in-process");

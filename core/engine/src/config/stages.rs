@@ -150,6 +150,10 @@ pub struct Stage2Config {
     pub sampler: ComponentSpec,
     /// Gumbel temperature of the drafts. Default 0 (greedy).
     pub temperature: f64,
+    /// Block length of the drafts (semi-autoregressive decoding; divides
+    /// `gen_length`). Default: `[eval] block_length`, which is what Stage
+    /// II drafted with before it had a key of its own.
+    pub block_length: usize,
     /// Prompts per drafting forward pass (default: `[eval] batch_size`).
     pub batch_size: usize,
     /// The expert that reviews drafts.

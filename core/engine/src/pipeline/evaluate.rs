@@ -7,14 +7,18 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use indicatif::MultiProgress;
-use rediff_api::data::{DataContext, Split};
 use rediff_api::error::{Error, Result};
 use rediff_api::registry::Registry;
-use rediff_nn::checkpoint::{read_json, StageDirs};
-use rediff_report::{DataSummary, Report, JSON_FILE};
+use rediff_nn::checkpoint::read_json;
+use rediff_report::{Report, JSON_FILE};
 
-use super::{assemble, eval_items, ImageCache, RunOptions, Shared, PRETRAIN};
+use super::assemble::assemble;
+use super::prepare::{prepare, Splits};
+use super::run::{finish_report, new_report};
+use super::shared::Shared;
+use super::{RunOptions, PRETRAIN};
 use crate::config::PipelineConfig;
+use crate::rundir::RunDir;
 
 /// Where and how to evaluate a finished run.
 #[derive(Debug, Clone)]
@@ -47,7 +51,7 @@ pub fn models_of_run(run_dir: &Path) -> Result<Vec<String>> {
             return Ok(names);
         }
     }
-    let dir = run_dir.join("models");
+    let dir = RunDir::new(run_dir).models();
     let mut names: Vec<String> = std::fs::read_dir(&dir)
         .map_err(|e| Error::io(&dir, e))?
         .filter_map(|e| e.ok())
@@ -67,7 +71,8 @@ pub fn models_of_run(run_dir: &Path) -> Result<Vec<String>> {
 
 /// Evaluates the saved models of `opts.run_dir` on `cfg`'s `[eval]` grid
 /// (the run's own configuration, with its grid replaced as wanted) and
-/// writes the report into `opts.out_dir`.
+/// writes the report into `opts.out_dir`. The data and the report are
+/// prepared and finished by the same code as a run's.
 pub fn evaluate_run(
     cfg: &PipelineConfig,
     registry: &Registry,
@@ -75,23 +80,14 @@ pub fn evaluate_run(
 ) -> Result<Report> {
     let started = Instant::now();
     std::fs::create_dir_all(&opts.out_dir).map_err(|e| Error::io(&opts.out_dir, e))?;
+    let run_dir = RunDir::new(&opts.run_dir);
     let mut assembled = assemble(cfg, registry)?;
-    assembled
-        .data
-        .prepare(&DataContext::new(opts.run_dir.join("data"), cfg.seed))?;
-    if let Some(tokenizer) = assembled.data.tokenizer() {
-        assembled.context.tokenizer = Some(tokenizer);
-    }
-    let scorer = assembled.data.scorer().ok_or_else(|| {
-        Error::invalid(
+    let prepared = prepare(&mut assembled, &run_dir, Splits::EvalOnly)?;
+    if prepared.scorer.is_none() {
+        return Err(Error::invalid(
             "the run's data source has no caption scorer: there is nothing to evaluate against",
-        )
-    })?;
-    let mut eval = assembled.data.samples(Split::Eval)?;
-    eval.truncate(cfg.eval.samples);
-    let mut images = ImageCache::default();
-    let items = eval_items(assembled.model.as_ref(), &eval, &mut images)?;
-    let data_seconds = started.elapsed().as_secs_f64();
+        ));
+    }
     let models = match &opts.models {
         Some(m) => m.clone(),
         None => models_of_run(&opts.run_dir)?,
@@ -105,54 +101,31 @@ pub fn evaluate_run(
         interrupt: Default::default(),
         shard: Default::default(),
     };
+    let assembled = assembled;
     let multi = opts.progress.then(MultiProgress::new);
-    let shared = Shared {
-        cfg,
-        registry,
-        opts: &run_opts,
-        schedule: assembled.schedule.as_ref(),
-        samplers: &assembled.samplers,
-        train_samples: &[],
-        examples: &[],
-        items: &items,
-        scorer: Some(scorer.as_ref()),
-        context: &assembled.context,
-        load: assembled.model.load_options(),
-        multi: multi.as_ref(),
-        images: std::sync::Mutex::new(images),
-    };
-    let mut report = Report {
-        pipeline: cfg.source.name.clone(),
-        seed: cfg.seed,
-        gen_length: cfg.gen_length,
-        data: DataSummary {
-            eval: items.len(),
-            ..Default::default()
-        },
-        metrics: scorer.metrics(),
-        interval: crate::eval::bootstrap_description(items.len()),
-        ..Default::default()
-    };
+    let shared = Shared::new(&assembled, &prepared, &run_opts, multi.as_ref());
+    let mut report = new_report(&assembled, &prepared);
     for name in &models {
-        let dir = StageDirs::new(&opts.run_dir, name).final_model;
+        let dir = run_dir.model(name);
         if !dir.is_dir() {
             return Err(Error::invalid(format!(
                 "model `{name}` was not saved by this run: {} does not exist",
                 dir.display()
             )));
         }
-        let model = shared.load_model(&dir)?;
+        let model = assembled.models.load(&dir)?;
         let evaluation = shared.evaluate(name, model.as_ref(), opts.threads.max(1))?;
         report.results.extend(evaluation.rows);
         report.examples.extend(evaluation.examples);
         report.timings.sampler_steps.extend(evaluation.timings);
         report.timings.eval_seconds += evaluation.seconds;
     }
-    let t = &mut report.timings;
-    t.data_seconds = data_seconds;
-    t.max_sampler_share = t.largest_sampler_share();
-    t.total_seconds = started.elapsed().as_secs_f64();
-    report.test_comparisons(&cfg.eval.compare);
-    report.write(&opts.out_dir)?;
+    finish_report(
+        &mut report,
+        &assembled,
+        prepared.data_seconds,
+        started,
+        &opts.out_dir,
+    )?;
     Ok(report)
 }

@@ -18,10 +18,11 @@ use rediff_report::{EvalRow, Named, Report, SeedValues, JSON_FILE};
 
 use super::{run, RunOptions, PIPELINE_FILE};
 use crate::config::PipelineConfig;
+use crate::rundir::RunDir;
 
 /// The run directory of `seed` under a multi-seed run directory.
 pub fn seed_dir(out: &Path, seed: u64) -> PathBuf {
-    out.join(format!("seed-{seed}"))
+    RunDir::new(out).seed(seed).root().to_path_buf()
 }
 
 /// The configuration of one seed of a multi-seed study: `seed` set and

@@ -150,7 +150,7 @@ impl ExpertRunner<'_> {
                     let id = e.id();
                     let message = format!(
                         "expert panicked: {}",
-                        rediff_api::plugin::panic_message(e.into_panic().as_ref())
+                        rediff_api::__private::panic_message(e.into_panic().as_ref())
                     );
                     (id, Err(ExpertError::new(false, message).with_kind("panic")))
                 }

@@ -14,7 +14,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use async_trait::async_trait;
+use rediff_api::async_trait;
 use rediff_api::expert::{ExpertCorrector, ExpertError, ExpertReply, ExpertRequest, ExpertVerdict};
 use rediff_api::registry::{Plugin, Registrar, RegistryError};
 use rediff_api::RevisePair;

@@ -49,7 +49,7 @@ rediff_api::export_plugin!(FaultyPlugin);
 /// another compiler (the build is otherwise this one).
 #[cfg(any(feature = "abi", feature = "compiler"))]
 mod declaration {
-    use rediff_api::plugin::{
+    use rediff_api::__private::{
         create_guarded, set_host_allocator, Fingerprint, PluginDeclaration, ABI_VERSION,
     };
 

@@ -14,7 +14,7 @@ use rediff_api::model::{ModelBackend, Prompt, PromptContext};
 use rediff_api::policy::{RefinementPolicy, StepPlan, StepView};
 use rediff_api::schedule::{uniform_unmask_counts, NoiseSchedule};
 use rediff_api::tokens::{SpecialTokens, TextTokenizer};
-use rediff_engine::sampler::{Generation, Sampler, SamplerSettings};
+use rediff_sampler::{Generation, Sampler, SamplerSettings};
 
 const V: usize = 8;
 const MASK: u32 = 7;

@@ -16,7 +16,7 @@ use rediff_engine::stage2::validate_pairs;
 use rediff_formats::reference::{write_conversations, Conversation};
 
 fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/reference/fixtures")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/reference/fixtures")
 }
 
 /// Drafts and the pairs an expert proposed for them: at the start of the

@@ -233,7 +233,7 @@ pub(super) fn check_layout(round_dir: &Path, shard: Shard) -> Result<()> {
 
 /// Polls `ready` until it yields a value, showing `waiting` on a spinner;
 /// Ctrl-C stops the wait.
-pub(super) fn wait_for<T>(
+pub(crate) fn wait_for<T>(
     interrupt: &AtomicBool,
     bar: &indicatif::ProgressBar,
     mut ready: impl FnMut() -> Result<Option<T>>,

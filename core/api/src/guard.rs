@@ -18,6 +18,7 @@ use crate::expert::{ExpertCorrector, ExpertError, ExpertReply, ExpertRequest};
 use crate::synth::{Corruption, ErrorSynthesizer, SynthContext, TokenizedSample};
 
 /// The message of a caught panic.
+#[doc(hidden)]
 pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     payload
         .downcast_ref::<&str>()
@@ -27,7 +28,7 @@ pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 }
 
 /// Wraps a built component so panics in its fallible calls become errors.
-pub trait Guard {
+pub(crate) trait Guard {
     /// The guarded component (itself where no call can report an error).
     fn guarded(self) -> Self;
 }

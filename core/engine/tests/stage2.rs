@@ -3,7 +3,8 @@
 //! last line redone), failed calls retried on resume, and the exported
 //! dataset in the reference format.
 
-mod common;
+#[path = "../../../tests/common/files.rs"]
+mod files;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -11,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use common::{copy_dir, TINY};
+use files::{copy_dir, TINY};
 use rediff_api::expert::{ExpertCorrector, ExpertError, ExpertReply, ExpertRequest};
 use rediff_api::registry::{Plugin, Registrar, RegistryError};
 use rediff_api::Registry;
@@ -63,7 +64,7 @@ impl Plugin for CountingPlugin {
 }
 
 fn registry(counter: &Arc<Counter>) -> Registry {
-    let mut registry = common::builtin_registry();
+    let mut registry = rediff_builtins::registry().unwrap();
     registry
         .add_plugin(&CountingPlugin(counter.clone()))
         .unwrap();

@@ -13,9 +13,9 @@ use rediff_api::synth::ErrorSynthesizer;
 use rediff_api::tokens::TextTokenizer;
 use rediff_engine::config::{TimeSampling, TrainSettings};
 use rediff_engine::pipeline::tokenize_sample;
+use rediff_engine::rundir::RunDir;
 use rediff_engine::train::{StageRun, TrainExample};
 use rediff_formats::image::load_image;
-use rediff_nn::checkpoint::StageDirs;
 use rediff_shapes::{ShapesOptions, ShapesSource};
 use rediff_standard::{
     Linear, LinearOptions, Masked, MaskedOptions, RandomReplace, RandomReplaceOptions,
@@ -137,7 +137,7 @@ fn data_parallel_shards_match_a_single_pass() {
             steps: 3,
             lr: 1e-3,
             seed: 3,
-            dirs: StageDirs::new(&fx.dir.path().join(format!("run{shards}")), "stage"),
+            dirs: RunDir::new(fx.dir.path().join(format!("run{shards}"))).stage("stage"),
             resume: false,
             progress: None,
             interrupt: &interrupt,
@@ -193,7 +193,7 @@ fn batch_mask_rates(fx: &Fixture, sampling: TimeSampling, step: usize) -> Vec<Op
         steps: 1,
         lr: 1e-3,
         seed: 11,
-        dirs: StageDirs::new(&fx.dir.path().join("run"), "stage"),
+        dirs: RunDir::new(fx.dir.path().join("run")).stage("stage"),
         resume: false,
         progress: None,
         interrupt: &interrupt,
@@ -281,7 +281,7 @@ fn train_stage(
         steps,
         lr: 1e-2,
         seed: 5,
-        dirs: StageDirs::new(&fx.dir.path().join(run), "stage"),
+        dirs: RunDir::new(fx.dir.path().join(run)).stage("stage"),
         resume,
         progress: None,
         interrupt,
@@ -308,7 +308,7 @@ fn ema_saves_the_weight_average_and_leaves_training_alone() {
     let (raw_model, _) = train_stage(&fx, &plain, "plain", 12, false, &off);
     let (ema_model, report) = train_stage(&fx, &averaged, "ema", 12, false, &off);
     report.unwrap();
-    let latest = StageDirs::new(&fx.dir.path().join("ema"), "stage").latest;
+    let latest = RunDir::new(fx.dir.path().join("ema")).stage("stage").latest;
     let raw =
         rediff_nn::checkpoint::read_safetensors(&latest.join("weights.safetensors"), &Device::Cpu)
             .unwrap();
@@ -350,7 +350,8 @@ fn an_interrupted_ema_stage_resumes_to_the_same_average() {
     let flag = Arc::new(AtomicBool::new(false));
     let watcher = {
         let flag = flag.clone();
-        let state = StageDirs::new(&fx.dir.path().join("cut"), "stage")
+        let state = RunDir::new(fx.dir.path().join("cut"))
+            .stage("stage")
             .latest
             .join(rediff_engine::train::EMA_FILE);
         std::thread::spawn(move || {

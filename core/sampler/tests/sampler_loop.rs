@@ -11,7 +11,7 @@ use rediff_api::model::{ModelBackend, Prompt, PromptContext};
 use rediff_api::policy::{RefinementPolicy, StepPlan, StepView};
 use rediff_api::schedule::{uniform_unmask_counts, NoiseSchedule};
 use rediff_api::tokens::{SpecialTokens, TextTokenizer};
-use rediff_engine::sampler::{Sampler, SamplerSettings, StepEvent};
+use rediff_sampler::{Sampler, SamplerSettings, StepEvent};
 
 const V: usize = 8;
 const MASK: u32 = 7;
@@ -157,7 +157,7 @@ fn run(
     model: &Scripted,
     policy: &dyn RefinementPolicy,
     settings: SamplerSettings,
-) -> (rediff_engine::sampler::Generation, Vec<StepEvent>) {
+) -> (rediff_sampler::Generation, Vec<StepEvent>) {
     // One prompt; the scripted model ignores its content.
     let ctx = PromptContext::new(1, 0u8);
     let sampler = Sampler {

@@ -13,13 +13,13 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use super::stage2::round_model_name;
-use super::{BuiltStage2, Shared, REDIFF_BASE};
+use super::rounds::round_model_name;
+use crate::pipeline::{BuiltStage2, Shared, REDIFF_BASE};
 use crate::stage2::Journal;
 use rediff_api::error::{Error, Result};
 use rediff_api::model::ModelBackend;
 use rediff_api::trainer::TrainJob;
-use rediff_nn::checkpoint::{write_json, StageDirs};
+use rediff_nn::checkpoint::write_json;
 use rediff_report::stage2::ExternalTraining;
 
 /// Written into a round's output checkpoint once its trainer succeeded.
@@ -60,7 +60,7 @@ fn now() -> f64 {
 
 /// Trains round `round` (model `name`) on `dataset` with the stage's
 /// external trainer, or loads what an earlier run's trainer finished.
-pub(super) fn train_external(
+pub(crate) fn train_external(
     shared: &Shared<'_>,
     built: &BuiltStage2,
     round: usize,
@@ -69,7 +69,7 @@ pub(super) fn train_external(
     let (opts, rounds) = (shared.opts, built.config.rounds);
     let kind = built.config.trainer.kind().to_string();
     let name = round_model_name(round, rounds);
-    let out = StageDirs::new(&opts.out_dir, &name).final_model;
+    let out = shared.dir.model(&name);
     let round_dir = dataset
         .parent()
         .ok_or_else(|| Error::invalid("the round's dataset has no directory"))?
@@ -83,7 +83,7 @@ pub(super) fn train_external(
         checkpoint: out.display().to_string(),
     };
     let load = |dir: &Path| {
-        shared.load_model(dir).map_err(|e| {
+        shared.models.load(dir).map_err(|e| {
             Error::invalid(format!(
                 "Stage II round {round}: the {kind} trainer's checkpoint {} does not load: {e}",
                 dir.display()
@@ -104,7 +104,7 @@ pub(super) fn train_external(
     } else {
         round_model_name(round - 1, rounds)
     };
-    let input = StageDirs::new(&opts.out_dir, &previous).final_model;
+    let input = shared.dir.model(&previous);
     if !input.join("config.json").is_file() {
         return Err(Error::invalid(format!(
             "Stage II round {round}: the checkpoint to fine-tune, {}, is missing",

@@ -1,5 +1,12 @@
-//! The plugin side of dynamic loading: what a `cdylib` exports so the host
-//! (`rediff-dynamic`) can check it and create it.
+//! **Not part of the plugin API.** The plumbing that the loader
+//! (`rediff-dynamic`), the engine and the `rediff` binary use and that
+//! [`export_plugin!`](crate::export_plugin) expands to; it may change in any
+//! release. A plugin author needs none of it by name.
+//!
+//! Here: the plugin side of dynamic loading, what a `cdylib` exports so the
+//! host can check it and create it. Host-side methods of public types (the
+//! registry's build and list calls, configuration spans, ...) are marked
+//! `#[doc(hidden)]` where they are defined and belong to this tier too.
 //!
 //! A plugin exports one [`PluginDeclaration`] under the symbol
 //! [`DECLARATION_SYMBOL`]; [`export_plugin!`](crate::export_plugin) writes
@@ -12,12 +19,12 @@
 mod allocator;
 mod digest;
 mod fingerprint;
-mod guard;
 
+pub use crate::guard::panic_message;
+pub use crate::topk::torch_topk_indices;
 pub use allocator::{set_host_allocator, HostAllocator, PluginAllocator};
 pub use digest::surface_digest;
 pub use fingerprint::{write_fingerprint, Fingerprint};
-pub use guard::{panic_message, Guard};
 
 /// Version of [`PluginDeclaration`]'s layout and of the loading protocol.
 pub const ABI_VERSION: u32 = 2;
@@ -46,7 +53,7 @@ pub struct PluginDeclaration {
 unsafe impl Sync for PluginDeclaration {}
 
 /// Wraps a plugin so a panic in its `build` is caught on the plugin's side
-/// (see [`guard`]); what [`export_plugin!`](crate::export_plugin) creates.
+/// (see `crate::guard`); what [`export_plugin!`](crate::export_plugin) creates.
 pub struct CatchingPlugin(pub Box<dyn crate::Plugin>);
 
 impl crate::Plugin for CatchingPlugin {
@@ -95,22 +102,22 @@ pub fn create_guarded(
 macro_rules! export_plugin {
     ($make:expr) => {
         #[global_allocator]
-        static __REDIFF_PLUGIN_ALLOCATOR: $crate::plugin::PluginAllocator =
-            $crate::plugin::PluginAllocator;
+        static __REDIFF_PLUGIN_ALLOCATOR: $crate::__private::PluginAllocator =
+            $crate::__private::PluginAllocator;
 
         #[no_mangle]
         #[used]
-        pub static REDIFF_PLUGIN_DECLARATION: $crate::plugin::PluginDeclaration =
-            $crate::plugin::PluginDeclaration {
-                abi_version: $crate::plugin::ABI_VERSION,
-                fingerprint: $crate::plugin::write_fingerprint,
-                set_allocator: $crate::plugin::set_host_allocator,
+        pub static REDIFF_PLUGIN_DECLARATION: $crate::__private::PluginDeclaration =
+            $crate::__private::PluginDeclaration {
+                abi_version: $crate::__private::ABI_VERSION,
+                fingerprint: $crate::__private::write_fingerprint,
+                set_allocator: $crate::__private::set_host_allocator,
                 create: {
                     fn __rediff_create_plugin() -> ::std::result::Result<
                         ::std::boxed::Box<dyn $crate::Plugin>,
                         ::std::string::String,
                     > {
-                        $crate::plugin::create_guarded(|| ::std::boxed::Box::new($make))
+                        $crate::__private::create_guarded(|| ::std::boxed::Box::new($make))
                     }
                     __rediff_create_plugin
                 },
