@@ -1,6 +1,6 @@
 //! Data sources, samples and caption scoring.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -269,26 +269,6 @@ pub trait CaptionScorer: Send + Sync {
     fn score(&self, truth: &serde_json::Value, caption: &str) -> Result<CaptionScore>;
 }
 
-/// Resolves `path` against `root` and rejects results outside `root`.
-#[doc(hidden)]
-pub fn resolve_within(root: &Path, path: &Path) -> Option<PathBuf> {
-    use std::path::Component;
-    let mut out = PathBuf::new();
-    for comp in path.components() {
-        match comp {
-            Component::Normal(c) => out.push(c),
-            Component::CurDir => {}
-            Component::ParentDir => {
-                if !out.pop() {
-                    return None;
-                }
-            }
-            Component::RootDir | Component::Prefix(_) => return None,
-        }
-    }
-    Some(root.join(out))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -324,20 +304,5 @@ mod tests {
             err.contains("`recall`") && err.contains("factuality, grammar, unused"),
             "{err}"
         );
-    }
-
-    #[test]
-    fn resolve_within_rejects_escapes() {
-        let root = Path::new("/data");
-        assert_eq!(
-            resolve_within(root, Path::new("a/./b.png")),
-            Some(PathBuf::from("/data/a/b.png"))
-        );
-        assert_eq!(
-            resolve_within(root, Path::new("a/../b.png")),
-            Some(PathBuf::from("/data/b.png"))
-        );
-        assert_eq!(resolve_within(root, Path::new("../b.png")), None);
-        assert_eq!(resolve_within(root, Path::new("/etc/passwd")), None);
     }
 }

@@ -8,7 +8,7 @@
 //! wrote for the next round's drafts and for evaluation. A finished round
 //! is never trained again on `--resume`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
@@ -38,25 +38,6 @@ pub struct TrainJob {
     pub interrupt: Arc<AtomicBool>,
 }
 
-impl TrainJob {
-    /// The job's paths by placeholder name (`dataset`, `images`,
-    /// `checkpoint`, `output`, `work_dir`, `run_dir`, `log`) and the round.
-    #[doc(hidden)]
-    pub fn placeholders(&self) -> Vec<(&'static str, String)> {
-        let p = |path: &Path| path.display().to_string();
-        vec![
-            ("dataset", p(&self.dataset)),
-            ("images", p(&self.image_root)),
-            ("checkpoint", p(&self.input_checkpoint)),
-            ("output", p(&self.output_dir)),
-            ("work_dir", p(&self.work_dir)),
-            ("run_dir", p(&self.run_dir)),
-            ("log", p(&self.log)),
-            ("round", self.round.to_string()),
-        ]
-    }
-}
-
 /// Trains Stage II rounds.
 pub trait Trainer: Send + Sync {
     /// True for the engine's own in-process trainer, which the engine runs
@@ -70,21 +51,4 @@ pub trait Trainer: Send + Sync {
     /// checkpoint, or an error saying why not (for a command: its exit
     /// status and the tail of its log).
     fn train(&self, job: &TrainJob) -> Result<()>;
-}
-
-/// The engine's own trainer, registered as `in-process`.
-#[derive(Debug, Default, Clone, Copy)]
-#[doc(hidden)]
-pub struct InProcessTrainer;
-
-impl Trainer for InProcessTrainer {
-    fn in_process(&self) -> bool {
-        true
-    }
-
-    fn train(&self, _job: &TrainJob) -> Result<()> {
-        Err(crate::Error::invalid(
-            "the in-process trainer is run by the engine itself",
-        ))
-    }
 }

@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use serde::de::{DeserializeOwned, Error as _};
 use serde::{Deserialize, Deserializer, Serialize};
 
-use rediff_api::data::{resolve_within, RevisePair, Sample};
+use rediff_api::data::{RevisePair, Sample};
 use rediff_api::{Error, Result};
 
 /// The image placeholder LLaVA puts in the human turn.
@@ -577,9 +577,43 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     })
 }
 
+/// Resolves `path` against `root` and rejects results outside `root`.
+fn resolve_within(root: &Path, path: &Path) -> Option<PathBuf> {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for comp in path.components() {
+        match comp {
+            Component::Normal(c) => out.push(c),
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if !out.pop() {
+                    return None;
+                }
+            }
+            Component::RootDir | Component::Prefix(_) => return None,
+        }
+    }
+    Some(root.join(out))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn resolve_within_rejects_escapes() {
+        let root = Path::new("/data");
+        assert_eq!(
+            resolve_within(root, Path::new("a/./b.png")),
+            Some(PathBuf::from("/data/a/b.png"))
+        );
+        assert_eq!(
+            resolve_within(root, Path::new("a/../b.png")),
+            Some(PathBuf::from("/data/b.png"))
+        );
+        assert_eq!(resolve_within(root, Path::new("../b.png")), None);
+        assert_eq!(resolve_within(root, Path::new("/etc/passwd")), None);
+    }
 
     fn sample(id: &str, revise: Vec<RevisePair>) -> Sample {
         Sample::new(

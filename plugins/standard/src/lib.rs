@@ -36,7 +36,7 @@ pub use spans::{locate_pairs, LocatedPairs};
 pub use synthesizers::{
     Masked, MaskedOptions, RandomReplace, RandomReplaceOptions, SpanPairs, SpanPairsOptions,
 };
-pub use trainers::{log_tail, CommandOptions, CommandTrainer, PLACEHOLDERS};
+pub use trainers::{log_tail, CommandOptions, CommandTrainer, InProcessTrainer, PLACEHOLDERS};
 
 use std::sync::Arc;
 
@@ -65,7 +65,7 @@ impl Plugin for StandardPlugin {
         r.trainer(
             "in-process",
             "the engine's own trainer: Stage II rounds train in this process (the default)",
-            |_, _| Ok(Arc::new(rediff_api::trainer::InProcessTrainer)),
+            |_, _| Ok(Arc::new(trainers::InProcessTrainer)),
         )?;
         r.trainer(
             "command",

@@ -121,12 +121,45 @@ fn check_placeholders(arg: &str) -> std::result::Result<(), String> {
     Ok(())
 }
 
+/// The job's paths by placeholder name (`dataset`, `images`, `checkpoint`,
+/// `output`, `work_dir`, `run_dir`, `log`) and the round.
+fn placeholders(job: &TrainJob) -> Vec<(&'static str, String)> {
+    let p = |path: &Path| path.display().to_string();
+    vec![
+        ("dataset", p(&job.dataset)),
+        ("images", p(&job.image_root)),
+        ("checkpoint", p(&job.input_checkpoint)),
+        ("output", p(&job.output_dir)),
+        ("work_dir", p(&job.work_dir)),
+        ("run_dir", p(&job.run_dir)),
+        ("log", p(&job.log)),
+        ("round", job.round.to_string()),
+    ]
+}
+
 fn substitute(arg: &str, job: &TrainJob) -> String {
     let mut out = arg.to_string();
-    for (name, value) in job.placeholders() {
+    for (name, value) in placeholders(job) {
         out = out.replace(&format!("{{{name}}}"), &value);
     }
     out
+}
+
+/// The engine's own trainer, registered as `in-process`: the engine runs
+/// it itself, with the pipeline's synthesizers and optimiser.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct InProcessTrainer;
+
+impl Trainer for InProcessTrainer {
+    fn in_process(&self) -> bool {
+        true
+    }
+
+    fn train(&self, _job: &TrainJob) -> Result<()> {
+        Err(Error::invalid(
+            "the in-process trainer is run by the engine itself",
+        ))
+    }
 }
 
 impl Trainer for CommandTrainer {
