@@ -35,6 +35,7 @@ use rediff_api::model::{ModelBackend, Prompt, PromptContext};
 use rediff_api::policy::RefinementPolicy;
 use rediff_api::schedule::{uniform_unmask_counts, NoiseSchedule};
 use rediff_api::tokens::{SpecialTokens, TextTokenizer};
+use rediff_llada_v::quant::QuantType;
 use rediff_llada_v::testing::{cached_checkpoint, process_memory_mib, TinySpec};
 use rediff_llada_v::{LladaVBackend, LladaVOptions};
 use rediff_sampler::{Sampler, SamplerSettings};
@@ -471,7 +472,7 @@ fn measure_into(args: &BenchArgs, m: &mut Measured, probe: &Path) -> anyhow::Res
         &dir,
         LladaVOptions {
             dtype: m.config.dtype.into(),
-            quant: LladaVOptions::quantization(m.config.dtype.quant(), None),
+            quant: LladaVOptions::quantization(QuantType::of(m.config.dtype), None),
             ..Default::default()
         },
     )?;

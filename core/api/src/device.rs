@@ -97,67 +97,14 @@ pub enum WeightDtype {
     Q4k,
 }
 
-/// A GGUF block quantization of a model's linear layers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[doc(hidden)]
-pub enum QuantType {
-    /// `q8_0`: 32 weights per block, one f16 scale.
-    Q8_0,
-    /// `q4_K`: 256 weights per super-block.
-    Q4k,
-}
-
-impl QuantType {
-    /// Weights per block: a quantized matrix's rows must be a multiple of it.
-    #[doc(hidden)]
-    pub fn block_size(self) -> usize {
-        match self {
-            Self::Q8_0 => 32,
-            Self::Q4k => 256,
-        }
-    }
-
-    /// Bytes per block.
-    #[doc(hidden)]
-    pub fn block_bytes(self) -> usize {
-        match self {
-            Self::Q8_0 => 34,
-            Self::Q4k => 144,
-        }
-    }
-
-    /// candle's GGUF dtype.
-    #[doc(hidden)]
-    pub fn ggml(self) -> candle_core::quantized::GgmlDType {
-        match self {
-            Self::Q8_0 => candle_core::quantized::GgmlDType::Q8_0,
-            Self::Q4k => candle_core::quantized::GgmlDType::Q4K,
-        }
-    }
-
-    /// The name GGUF tools use (`q8_0`, `q4k`).
-    #[doc(hidden)]
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Q8_0 => "q8_0",
-            Self::Q4k => "q4k",
-        }
-    }
-}
-
 impl WeightDtype {
     /// Every dtype's name.
     #[doc(hidden)]
     pub const NAMES: [&'static str; 5] = ["f32", "bf16", "f16", "q8_0", "q4k"];
 
-    /// The block quantization of the linear layers, if any.
-    #[doc(hidden)]
-    pub fn quant(self) -> Option<QuantType> {
-        match self {
-            Self::Q8_0 => Some(QuantType::Q8_0),
-            Self::Q4k => Some(QuantType::Q4k),
-            _ => None,
-        }
+    /// Whether the linear layers are block-quantized (`q8_0`, `q4k`).
+    pub fn is_quantized(self) -> bool {
+        matches!(self, Self::Q8_0 | Self::Q4k)
     }
 }
 
@@ -213,7 +160,7 @@ pub struct LoadOptions {
     pub dtype: candle_core::DType,
     /// Block quantization of the linear layers (`--dtype q8_0 | q4k`);
     /// backends that cannot quantize refuse it.
-    pub quant: Option<QuantType>,
+    pub quant: Option<WeightDtype>,
     /// An already-quantized GGUF file with the linear layers, instead of
     /// quantizing at load; backends that cannot read one refuse it.
     pub gguf: Option<std::path::PathBuf>,
@@ -234,7 +181,7 @@ impl LoadOptions {
     #[doc(hidden)]
     pub fn with_weights(device: Device, weights: WeightDtype) -> Self {
         Self {
-            quant: weights.quant(),
+            quant: weights.is_quantized().then_some(weights),
             ..Self::new(device, weights.into())
         }
     }
@@ -279,19 +226,14 @@ mod tests {
             let de: D = toml::from_str(&format!("dtype = \"{name}\"")).unwrap();
             assert_eq!(de.dtype, d);
         }
-        assert_eq!(WeightDtype::Q8_0.quant(), Some(QuantType::Q8_0));
-        assert_eq!(WeightDtype::Bf16.quant(), None);
+        assert!(WeightDtype::Q8_0.is_quantized() && WeightDtype::Q4k.is_quantized());
+        assert!(!WeightDtype::Bf16.is_quantized());
         assert_eq!(
             candle_core::DType::from(WeightDtype::Q4k),
             candle_core::DType::F32
         );
         let err = "q4_k".parse::<WeightDtype>().unwrap_err();
         assert!(err.contains("f32, bf16, f16, q8_0, q4k"), "{err}");
-        // Block sizes and bytes as GGUF has them.
-        for q in [QuantType::Q8_0, QuantType::Q4k] {
-            assert_eq!(q.ggml().block_size(), q.block_size());
-            assert_eq!(q.ggml().type_size(), q.block_bytes());
-        }
     }
 
     #[cfg(not(feature = "cuda"))]

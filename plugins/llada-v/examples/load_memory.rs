@@ -16,6 +16,7 @@ use std::time::Instant;
 
 use candle_core::{DType, Device};
 use rediff_api::device::WeightDtype;
+use rediff_llada_v::quant::QuantType;
 use rediff_llada_v::testing::{cached_checkpoint, process_memory_mib, TinySpec};
 use rediff_llada_v::weights::ShardedWeights;
 use rediff_llada_v::{LladaV, LladaVOptions};
@@ -28,7 +29,7 @@ fn main() -> anyhow::Result<()> {
         .map_or(Ok(WeightDtype::F32), |d| d.parse())
         .map_err(anyhow::Error::msg)?;
     let dtype: DType = weights.into();
-    let quant = LladaVOptions::quantization(weights.quant(), None);
+    let quant = LladaVOptions::quantization(QuantType::of(weights), None);
     let spec = TinySpec::named(size)?;
     let dir = cached_checkpoint(size, &spec)?;
     let stored = ShardedWeights::open(&dir)?.data_bytes() as f64 / 1048576.0;
@@ -45,7 +46,7 @@ fn main() -> anyhow::Result<()> {
         dir.display(),
         spec.dtype
     );
-    if weights.quant().is_none() {
+    if QuantType::of(weights).is_none() {
         println!(
             "loaded as {dtype:?} in {seconds:.2} s; weights in memory {:.1} MiB",
             stored / stored_elem * elem

@@ -14,6 +14,7 @@ use candle_core::{DType, Device, Tensor};
 use image::{Rgb, RgbImage};
 use rediff_api::device::WeightDtype;
 use rediff_api::model::{ModelBackend, Prompt};
+use rediff_llada_v::quant::QuantType;
 use rediff_llada_v::testing::{cached_checkpoint, TinySpec};
 use rediff_llada_v::{LladaVBackend, LladaVOptions};
 
@@ -45,7 +46,7 @@ fn main() -> anyhow::Result<()> {
         &dir,
         LladaVOptions {
             dtype,
-            quant: LladaVOptions::quantization(weights.quant(), None),
+            quant: LladaVOptions::quantization(QuantType::of(weights), None),
             ..Default::default()
         },
     )?;

@@ -50,7 +50,7 @@ impl LladaVOptions {
     /// The quantization that `quant` and `gguf` ask for: the GGUF file when
     /// one is given, else quantizing at load, else none.
     pub fn quantization(
-        quant: Option<rediff_api::device::QuantType>,
+        quant: Option<crate::quant::QuantType>,
         gguf: Option<&Path>,
     ) -> Quantization {
         match (gguf, quant) {
@@ -284,7 +284,7 @@ impl ModelBackend for LladaVBackend {
         };
         let mut options =
             rediff_api::registry::LoadOptions::new(self.options.device.clone(), self.options.dtype);
-        options.quant = quant;
+        options.quant = quant.map(crate::quant::QuantType::dtype);
         options
     }
 

@@ -39,6 +39,7 @@ pub use backend::{LladaVBackend, LladaVOptions};
 pub use config::{LladaVConfig, LLADA_MODEL_TYPE, MODEL_TYPE};
 pub use network::{LladaV, Quantization};
 
+use crate::quant::QuantType;
 use rediff_api::device::{DeviceChoice, WeightDtype};
 use rediff_api::registry::{Plugin, Registrar, RegistryError};
 use serde::Deserialize;
@@ -89,7 +90,7 @@ impl Plugin for LladaVPlugin {
                     system_prompt: opts
                         .system_prompt
                         .unwrap_or_else(|| prompt::DEFAULT_SYSTEM_PROMPT.into()),
-                    quant: LladaVOptions::quantization(opts.dtype.quant(), gguf.as_deref()),
+                    quant: LladaVOptions::quantization(QuantType::of(opts.dtype), gguf.as_deref()),
                 };
                 Ok(Box::new(LladaVBackend::load(&opts.path, options)?))
             },
@@ -102,7 +103,10 @@ impl Plugin for LladaVPlugin {
                     let options = LladaVOptions {
                         device: opts.device.clone(),
                         dtype: opts.dtype,
-                        quant: LladaVOptions::quantization(opts.quant, opts.gguf.as_deref()),
+                        quant: LladaVOptions::quantization(
+                            opts.quant.and_then(QuantType::of),
+                            opts.gguf.as_deref(),
+                        ),
                         ..Default::default()
                     };
                     Ok(Box::new(LladaVBackend::load(dir, options)?))
@@ -112,7 +116,7 @@ impl Plugin for LladaVPlugin {
                 model_type,
                 "writes the language model's embedding and linear layers as GGUF (q8_0, q4k) for --gguf",
                 |dir, dtype, out| {
-                    let Some(quant) = dtype.quant() else {
+                    let Some(quant) = QuantType::of(dtype) else {
                         return Err(rediff_api::Error::invalid(format!(
                             "`{dtype}` is not a quantized dtype; expected q8_0 or q4k"
                         )));

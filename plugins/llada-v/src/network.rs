@@ -6,7 +6,6 @@ use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
 use rediff_api::cache::{CachedPass, KvCache};
-use rediff_api::device::QuantType;
 use rediff_api::image::SourceImage;
 use rediff_api::{Error, Result};
 use rediff_nn::kv::PassKv;
@@ -18,7 +17,7 @@ use crate::merge::merge_tiles;
 use crate::pil::PilImage;
 use crate::preprocess::image_tiles;
 use crate::projector::MlpGeluProjector;
-use crate::quant::{quantized_tensors, GgufWeights, QuantSource};
+use crate::quant::{quantized_tensors, GgufWeights, QuantSource, QuantType};
 use crate::siglip::{is_unused_tower_tensor, SiglipVisionTower, VisionDims, TOWER_PREFIX};
 use crate::weights::ShardedWeights;
 

@@ -25,12 +25,74 @@ use candle_core::quantized::k_quants::{BlockQ4K, BlockQ8_0, GgmlType};
 use candle_core::quantized::{gguf_file, GgmlDType, QMatMul, QStorage, QTensor};
 use candle_core::{Device, Module, Tensor};
 use candle_nn::{Embedding, Linear, VarBuilder};
-use rediff_api::device::QuantType;
+use rediff_api::device::WeightDtype;
 use rediff_api::{Error, Result};
 
 use crate::config::LladaVConfig;
 use crate::network::read_config;
 use crate::weights::ShardedWeights;
+
+/// A GGUF block quantization of a model's linear layers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum QuantType {
+    /// `q8_0`: 32 weights per block, one f16 scale.
+    Q8_0,
+    /// `q4_K`: 256 weights per super-block.
+    Q4k,
+}
+
+impl QuantType {
+    /// Weights per block: a quantized matrix's rows must be a multiple of it.
+    pub fn block_size(self) -> usize {
+        match self {
+            Self::Q8_0 => 32,
+            Self::Q4k => 256,
+        }
+    }
+
+    /// Bytes per block.
+    pub fn block_bytes(self) -> usize {
+        match self {
+            Self::Q8_0 => 34,
+            Self::Q4k => 144,
+        }
+    }
+
+    /// candle's GGUF dtype.
+    pub fn ggml(self) -> candle_core::quantized::GgmlDType {
+        match self {
+            Self::Q8_0 => candle_core::quantized::GgmlDType::Q8_0,
+            Self::Q4k => candle_core::quantized::GgmlDType::Q4K,
+        }
+    }
+
+    /// The name GGUF tools use (`q8_0`, `q4k`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Q8_0 => "q8_0",
+            Self::Q4k => "q4k",
+        }
+    }
+}
+
+impl QuantType {
+    /// The block quantization a weight dtype asks for (`None`: dense).
+    pub fn of(weights: WeightDtype) -> Option<Self> {
+        match weights {
+            WeightDtype::Q8_0 => Some(Self::Q8_0),
+            WeightDtype::Q4k => Some(Self::Q4k),
+            _ => None,
+        }
+    }
+
+    /// The weight dtype of this block quantization.
+    pub fn dtype(self) -> WeightDtype {
+        match self {
+            Self::Q8_0 => WeightDtype::Q8_0,
+            Self::Q4k => WeightDtype::Q4k,
+        }
+    }
+}
 
 /// f32 values quantized per slice when reading a checkpoint (16 MiB).
 const SLICE_VALUES: usize = 4 << 20;

@@ -9,9 +9,8 @@ use std::sync::Arc;
 use candle_core::{Device, Tensor};
 use image::{Rgb, RgbImage};
 use rediff_api::cache::{CachedPass, KvCache};
-use rediff_api::device::QuantType;
 use rediff_api::model::{ModelBackend, Prompt};
-use rediff_llada_v::quant::write_gguf;
+use rediff_llada_v::quant::{write_gguf, QuantType};
 use rediff_llada_v::testing::{write_random_checkpoint, TinySpec};
 use rediff_llada_v::{LladaVBackend, LladaVOptions, Quantization};
 use rediff_nn::ops::max_abs_diff;
@@ -145,7 +144,7 @@ fn a_models_load_options_reload_its_successors_like_it() {
     let q8 = load(dir.path(), Quantization::Quantize(QuantType::Q8_0))
         .unwrap()
         .load_options();
-    assert_eq!(q8.quant, Some(QuantType::Q8_0));
+    assert_eq!(q8.quant, Some(rediff_api::device::WeightDtype::Q8_0));
     // A GGUF holds the old weights: successors are quantized at load to
     // the file's block type instead.
     let gguf = dir.path().join("lm.q8_0.gguf");
@@ -155,7 +154,7 @@ fn a_models_load_options_reload_its_successors_like_it() {
         .load_options();
     assert_eq!(
         (from_file.quant, from_file.gguf),
-        (Some(QuantType::Q8_0), None)
+        (Some(rediff_api::device::WeightDtype::Q8_0), None)
     );
     assert!(matches!(from_file.device, Device::Cpu));
 }

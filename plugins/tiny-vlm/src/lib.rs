@@ -53,7 +53,7 @@ impl Plugin for TinyVlmPlugin {
                         format!(
                             "tiny-vlm runs in f32 only, not {}: its matrices are too small for \
 block quantization to pay (use --dtype f32)",
-                            q.name()
+                            q
                         ),
                     ));
                 }
