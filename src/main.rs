@@ -54,6 +54,8 @@ enum Command {
     Check(cmd::check::CheckArgs),
     /// Caption an image, or a directory of images into a predictions file, with a trained checkpoint.
     Generate(cmd::generate::GenerateArgs),
+    /// Score a predictions file against references with an LLM judge: CLAIR, factuality, coverage, CAPTURE, with 95% intervals.
+    Score(cmd::score::ScoreArgs),
     /// List every registered component by kind, with its origin.
     Components(cmd::components::ComponentsArgs),
     /// Write a quantized copy of a checkpoint (LLaDA-V: its language model as GGUF, q8_0 or q4k, for --gguf).
@@ -73,6 +75,7 @@ fn main() -> ExitCode {
         Command::Eval(args) => cmd::eval::run(args),
         Command::Check(args) => cmd::check::run(args),
         Command::Generate(args) => cmd::generate::run(args),
+        Command::Score(args) => cmd::score::run(args),
         Command::Components(args) => cmd::components::run(args),
         Command::Quantize(args) => cmd::quantize::run(args),
     };

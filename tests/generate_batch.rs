@@ -182,3 +182,41 @@ fn generate_help_explains_batch_mode() {
         assert!(stdout.contains(flag), "{flag} missing from help:\n{stdout}");
     }
 }
+
+#[test]
+fn a_stopped_batch_run_resumes_where_it_stopped() {
+    let model = captioning_run().join("models/rediff-base");
+    let tmp = tempfile::tempdir().unwrap();
+    let images = tmp.path().join("images");
+    std::fs::create_dir(&images).unwrap();
+    let names = image_dir(&images);
+    let out = tmp.path().join("preds.json");
+    let args = ["--batch-size", "1", "--steps", "6", "--quiet"];
+    let output = generate_batch(&model, &images, &out, &args);
+    assert!(output.status.success(), "{}", texts(&output).1);
+    let full: BTreeMap<String, String> =
+        serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    // As a run killed after its first batch leaves the file.
+    let mut partial = full.clone();
+    partial.retain(|k, _| k == &names[0]);
+    std::fs::write(&out, serde_json::to_string(&partial).unwrap()).unwrap();
+    let output = generate_batch(&model, &images, &out, &args);
+    assert!(!output.status.success());
+    assert!(
+        texts(&output).1.contains("--resume"),
+        "{}",
+        texts(&output).1
+    );
+    let mut resumed_args = args.to_vec();
+    resumed_args.push("--resume");
+    let output = generate_batch(&model, &images, &out, &resumed_args);
+    let (stdout, stderr) = texts(&output);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stdout.contains("captioned 2 images (1 already in the file)"),
+        "{stdout}"
+    );
+    let resumed: BTreeMap<String, String> =
+        serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    assert_eq!(resumed, full);
+}

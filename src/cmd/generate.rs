@@ -16,9 +16,9 @@ use rediff_api::cache::{CacheMode, CacheSettings};
 use rediff_api::device::{DeviceChoice, WeightDtype};
 use rediff_api::model::{ModelBackend, Prompt};
 use rediff_api::registry::{BuildContext, LoadOptions};
-use rediff_api::ComponentSpec;
+use rediff_api::{ComponentSpec, TextTokenizer};
 use rediff_formats::image::load_image;
-use rediff_formats::reference::write_predictions;
+use rediff_formats::reference::{read_predictions, write_predictions};
 use rediff_nn::rng;
 use rediff_sampler::{Generation, Sampler, SamplerSettings, StepEvent};
 
@@ -31,6 +31,21 @@ pub enum OutputFormat {
     /// forward passes, revisions, and with --trace every step's events.
     Json,
 }
+
+/// A named set of generation settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Preset {
+    /// The official ReDiff / LLaDA-V caption evaluation: the question
+    /// "Please describe the image in detail.", 128 tokens in one block of
+    /// 128, 128 steps (one token per step, the paper's main setting; pass
+    /// --steps 32 for its 4 tokens per step), greedy, and the caption decoded
+    /// with special tokens kept up to the first end-of-turn, as its
+    /// `generate_demo` writes it.
+    ReferenceEval,
+}
+
+/// The official evaluation's question.
+pub const REFERENCE_QUESTION: &str = "Please describe the image in detail.";
 
 /// File extensions `--images` picks up (case-insensitive).
 const IMAGE_EXTENSIONS: [&str; 3] = ["png", "jpg", "jpeg"];
@@ -92,16 +107,30 @@ pub struct GenerateArgs {
     /// With --images: no progress bar (it is also hidden when stderr is not a terminal).
     #[arg(long)]
     quiet: bool,
-    /// The question.
-    #[arg(long, default_value = "describe the image .")]
-    question: String,
-    /// Total sampling steps S; tokens per step = gen-length / S.
-    #[arg(long, default_value_t = 24)]
-    steps: usize,
-    /// Response length L in tokens.
-    #[arg(long, default_value_t = 24)]
-    gen_length: usize,
-    /// Block length B for semi-autoregressive decoding (divides L; default L).
+    /// With --images: continue a predictions file a killed or stopped run
+    /// left (it is rewritten after every batch): batches whose images it
+    /// already holds are skipped, the rest captioned with the same seeds.
+    #[arg(long, requires = "images")]
+    resume: bool,
+    /// Settings of a known protocol; flags given explicitly override them.
+    /// reference-eval: the official ReDiff evaluation (question "Please
+    /// describe the image in detail.", --gen-length 128, --block-length 128,
+    /// --steps 128, greedy, special tokens kept up to the first end-of-turn).
+    #[arg(long, value_enum)]
+    preset: Option<Preset>,
+    /// The question (default "describe the image ."; with --preset
+    /// reference-eval, "Please describe the image in detail.").
+    #[arg(long)]
+    question: Option<String>,
+    /// Total sampling steps S; tokens per step = gen-length / S (default:
+    /// --gen-length, one token per step).
+    #[arg(long)]
+    steps: Option<usize>,
+    /// Response length L in tokens (default 24; reference-eval: 128).
+    #[arg(long)]
+    gen_length: Option<usize>,
+    /// Block length B for semi-autoregressive decoding (divides L; default
+    /// L; reference-eval: 128).
     #[arg(long)]
     block_length: Option<usize>,
     /// The refinement policy, by its registered name with its default
@@ -238,8 +267,79 @@ fn schedule_spec(model: &Path) -> anyhow::Result<ComponentSpec> {
     )?)
 }
 
+/// The question, lengths and decoding a run uses: the preset's, with
+/// explicit flags over them.
+#[derive(Debug, Clone)]
+struct Protocol {
+    question: String,
+    steps: usize,
+    gen_length: usize,
+    block_length: usize,
+    /// Decode special tokens too, up to the first end-of-turn (the official
+    /// evaluation's `skip_special_tokens=False` and cut at `<|eot_id|>`).
+    keep_special: bool,
+}
+
+impl Protocol {
+    fn of(args: &GenerateArgs) -> Self {
+        let reference = args.preset == Some(Preset::ReferenceEval);
+        let (question, length) = if reference {
+            (REFERENCE_QUESTION, 128)
+        } else {
+            ("describe the image .", 24)
+        };
+        let gen_length = args.gen_length.unwrap_or(length);
+        Self {
+            question: args
+                .question
+                .clone()
+                .unwrap_or_else(|| question.to_string()),
+            steps: args.steps.unwrap_or(gen_length),
+            gen_length,
+            block_length: args.block_length.unwrap_or(gen_length),
+            keep_special: reference,
+        }
+    }
+
+    /// Sample `i`'s caption.
+    fn caption(
+        &self,
+        model: &dyn ModelBackend,
+        gen: &Generation,
+        i: usize,
+    ) -> anyhow::Result<String> {
+        let ids = &gen.outputs()[i];
+        if !self.keep_special {
+            return Ok(model.tokenizer().decode(ids)?);
+        }
+        let end = gen.stops[i].unwrap_or(ids.len()).min(ids.len());
+        Ok(decode_keeping_special(model.tokenizer(), &ids[..end])?)
+    }
+}
+
+/// `ids` decoded with special tokens written out (as Hugging Face's
+/// `decode(..., skip_special_tokens=False)`): runs of ordinary tokens are
+/// decoded together, each special token by its string.
+fn decode_keeping_special(tok: &TextTokenizer, ids: &[u32]) -> rediff_api::Result<String> {
+    let special: std::collections::HashSet<u32> = tok.special_ids().into_iter().collect();
+    let mut out = String::new();
+    let mut run: Vec<u32> = Vec::new();
+    for &id in ids {
+        if special.contains(&id) {
+            out.push_str(&tok.decode(&run)?);
+            run.clear();
+            out.push_str(&tok.id_to_token(id).unwrap_or_default());
+        } else {
+            run.push(id);
+        }
+    }
+    out.push_str(&tok.decode(&run)?);
+    Ok(out)
+}
+
 /// Runs `rediff generate`: one image, or a directory in batches.
 pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
+    let proto = Protocol::of(&args);
     // Check the cheap things before loading the model.
     if args.trace && args.images.is_some() && args.format != OutputFormat::Json {
         bail!("--trace with --images needs --format json (step events per caption)");
@@ -268,9 +368,9 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     let schedule =
         registry.build_schedule(&schedule_spec(&args.model)?, &BuildContext::default())?;
     let settings = SamplerSettings {
-        gen_length: args.gen_length,
-        block_length: args.block_length.unwrap_or(args.gen_length),
-        steps: args.steps,
+        gen_length: proto.gen_length,
+        block_length: proto.block_length,
+        steps: proto.steps,
         temperature: args.temperature,
         max_block_steps: args.max_block_steps,
         cache: CacheSettings {
@@ -286,8 +386,8 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         settings,
     };
     match batch_images {
-        Some((images, out)) => caption_directory(&args, &sampler, &images, &out),
-        None => caption_one(&args, &sampler, args.image.as_deref()),
+        Some((images, out)) => caption_directory(&args, &proto, &sampler, &images, &out),
+        None => caption_one(&args, &proto, &sampler, args.image.as_deref()),
     }
 }
 
@@ -295,6 +395,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
 /// tracing every step.
 fn caption_one(
     args: &GenerateArgs,
+    proto: &Protocol,
     sampler: &Sampler<'_>,
     image: Option<&Path>,
 ) -> anyhow::Result<()> {
@@ -302,11 +403,11 @@ fn caption_one(
     let prompt = match image {
         Some(path) => Prompt {
             image: Some(Arc::new(load_image(path)?)),
-            ids: model.prompt_ids(&args.question)?,
+            ids: model.prompt_ids(&proto.question)?,
         },
         None => Prompt {
             image: None,
-            ids: model.text_prompt_ids(&args.question).with_context(|| {
+            ids: model.text_prompt_ids(&proto.question).with_context(|| {
                 "neither --image nor --images was given, so the question is asked without an image"
             })?,
         },
@@ -334,7 +435,7 @@ fn caption_one(
     if json {
         outln!(
             "{}",
-            caption_json(model, &gen, 0, name.as_deref(), &args.question, &events,)?
+            caption_json(model, proto, &gen, 0, name.as_deref(), &events)?
         );
         return Ok(());
     }
@@ -346,7 +447,7 @@ fn caption_one(
             gen.remasks[0]
         );
     }
-    outln!("{}", model.tokenizer().decode(&gen.outputs()[0])?);
+    outln!("{}", proto.caption(model, &gen, 0)?);
     Ok(())
 }
 
@@ -354,12 +455,13 @@ fn caption_one(
 /// forward passes, revisions and (when traced) its step events.
 fn caption_json(
     model: &dyn ModelBackend,
+    proto: &Protocol,
     gen: &Generation,
     i: usize,
     image: Option<&str>,
-    question: &str,
     events: &[StepEvent],
 ) -> anyhow::Result<String> {
+    let question = &proto.question;
     let tokens = &gen.outputs()[i];
     let trace: Vec<serde_json::Value> = events
         .iter()
@@ -380,7 +482,7 @@ fn caption_json(
     let mut v = serde_json::json!({
         "image": image,
         "question": question,
-        "caption": model.tokenizer().decode(tokens)?,
+        "caption": proto.caption(model, gen, i)?,
         "tokens": tokens,
         "response": gen.responses[i],
         "stop": gen.stops[i],
@@ -431,12 +533,13 @@ fn list_images(dir: &Path) -> anyhow::Result<Vec<(String, PathBuf)>> {
 /// Captions `images` in batches of `--batch-size` and writes the predictions.
 fn caption_directory(
     args: &GenerateArgs,
+    proto: &Protocol,
     sampler: &Sampler<'_>,
     images: &[(String, PathBuf)],
     out: &Path,
 ) -> anyhow::Result<()> {
     let model = sampler.model;
-    let prompt_ids = model.prompt_ids(&args.question)?;
+    let prompt_ids = model.prompt_ids(&proto.question)?;
     let bar = if args.quiet || !std::io::stderr().is_terminal() {
         ProgressBar::hidden()
     } else {
@@ -449,8 +552,28 @@ fn caption_directory(
     );
     let started = Instant::now();
     let mut preds = BTreeMap::new();
+    if out.exists() && !args.resume {
+        bail!(
+            "{} exists: --resume continues it (captioned images are skipped), or choose another --out",
+            out.display()
+        );
+    }
+    if args.resume && out.exists() {
+        preds = read_predictions(out)?;
+    }
+    if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).with_context(|| format!("{}", parent.display()))?;
+    }
+    let done_before = preds.len();
+    let mut captioned = 0usize;
     let mut revisions = 0usize;
     for (b, batch) in images.chunks(args.batch_size).enumerate() {
+        // A batch is skipped only when all of it is there, so every caption
+        // comes from the same batch and seed stream as in an uninterrupted run.
+        if batch.iter().all(|(name, _)| preds.contains_key(name)) {
+            bar.inc(batch.len() as u64);
+            continue;
+        }
         let prompts = batch
             .iter()
             .map(|(_, path)| {
@@ -471,37 +594,83 @@ fn caption_directory(
                 if args.trace { Some(&mut trace) } else { None },
             )
             .with_context(|| format!("sampling {} to {}", batch[0].0, batch[batch.len() - 1].0))?;
-        for (i, ((name, path), ids)) in batch.iter().zip(gen.outputs()).enumerate() {
-            preds.insert(name.clone(), model.tokenizer().decode(&ids)?);
+        for (i, (name, path)) in batch.iter().enumerate() {
+            preds.insert(name.clone(), proto.caption(model, &gen, i)?);
             if args.format == OutputFormat::Json {
                 let path = path.display().to_string();
                 bar.suspend(|| -> anyhow::Result<()> {
                     outln!(
                         "{}",
-                        caption_json(model, &gen, i, Some(&path), &args.question, &events,)?
+                        caption_json(model, proto, &gen, i, Some(&path), &events)?
                     );
                     Ok(())
                 })?;
             }
         }
         revisions += gen.revisions.iter().sum::<usize>();
+        captioned += batch.len();
+        // Rewritten (atomically) after every batch: a kill loses one batch.
+        write_predictions(out, &preds)?;
         bar.inc(batch.len() as u64);
     }
     bar.finish_and_clear();
-    if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).with_context(|| format!("{}", parent.display()))?;
-    }
     write_predictions(out, &preds)?;
     let seconds = started.elapsed().as_secs_f64();
     if args.format == OutputFormat::Json {
         return Ok(());
     }
+    let resumed = if done_before > 0 {
+        format!(" ({done_before} already in the file)")
+    } else {
+        String::new()
+    };
     outln!(
-        "captioned {} images in {seconds:.1} s ({:.1} images/s, {:.2} revisions per caption); wrote {}",
-        preds.len(),
-        preds.len() as f64 / seconds.max(1e-9),
-        revisions as f64 / preds.len() as f64,
+        "captioned {captioned} images{resumed} in {seconds:.1} s ({:.1} images/s, {:.2} revisions per caption); wrote {}",
+        captioned as f64 / seconds.max(1e-9),
+        revisions as f64 / captioned.max(1) as f64,
         out.display()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: GenerateArgs,
+    }
+
+    fn protocol(extra: &[&str]) -> Protocol {
+        let mut argv = vec!["rediff", "--model", "m"];
+        argv.extend(extra);
+        Protocol::of(&Cli::parse_from(argv).args)
+    }
+
+    #[test]
+    fn the_reference_preset_sets_the_official_protocol_and_flags_override_it() {
+        let p = protocol(&["--preset", "reference-eval"]);
+        assert_eq!(p.question, "Please describe the image in detail.");
+        assert_eq!((p.gen_length, p.block_length, p.steps), (128, 128, 128));
+        assert!(p.keep_special);
+        let p = protocol(&["--preset", "reference-eval", "--steps", "32"]);
+        assert_eq!((p.gen_length, p.block_length, p.steps), (128, 128, 32));
+        let p = protocol(&[]);
+        assert_eq!(p.question, "describe the image .");
+        assert_eq!((p.gen_length, p.block_length, p.steps), (24, 24, 24));
+        assert!(!p.keep_special);
+        let p = protocol(&[
+            "--gen-length",
+            "32",
+            "--block-length",
+            "8",
+            "--question",
+            "q",
+        ]);
+        assert_eq!((p.gen_length, p.block_length, p.steps), (32, 8, 32));
+        assert_eq!(p.question, "q");
+    }
 }

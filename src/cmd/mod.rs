@@ -6,6 +6,7 @@ pub mod eval;
 pub mod generate;
 pub mod quantize;
 pub mod run;
+pub mod score;
 
 use std::path::Path;
 

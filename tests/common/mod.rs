@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod fake_judge;
 pub mod fake_llm;
 mod files;
 

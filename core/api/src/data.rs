@@ -1,6 +1,6 @@
 //! Data sources, samples and caption scoring.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -195,6 +195,11 @@ pub struct CaptionScore {
     pub detail: serde_json::Value,
     /// A short remark shown after the caption in `report.md` (may be empty).
     pub note: String,
+    /// Metrics this caption could not be scored on and why (a judge's reply
+    /// that stayed malformed after its retries): such a caption is left out
+    /// of that metric's average, never scored as zero.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failures: Vec<String>,
 }
 
 impl CaptionScore {
@@ -204,6 +209,7 @@ impl CaptionScore {
             counts,
             detail: serde_json::Value::Null,
             note: String::new(),
+            failures: Vec::new(),
         }
     }
 
@@ -260,13 +266,66 @@ pub fn aggregate(metrics: &[MetricInfo], scores: &[CaptionScore]) -> Result<Vec<
         .collect())
 }
 
-/// Scores a caption against a sample's ground truth.
+/// One caption and what it is scored against.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct ScoreInput<'a> {
+    /// The sample or image it belongs to (in logs and failure lists).
+    pub id: &'a str,
+    /// The image the caption describes.
+    pub image: &'a Path,
+    /// Reference descriptions written for the image (the sample's answer;
+    /// a human description in an evaluation set). May be empty.
+    pub references: &'a [String],
+    /// Source-specific ground truth, when the data source has some.
+    pub truth: Option<&'a serde_json::Value>,
+    /// The caption to score.
+    pub caption: &'a str,
+}
+
+impl<'a> ScoreInput<'a> {
+    /// `caption` of image `image` (`id`), against `references` and `truth`
+    /// (the host builds these; scorers receive them).
+    #[doc(hidden)]
+    pub fn new(
+        id: &'a str,
+        image: &'a Path,
+        references: &'a [String],
+        truth: Option<&'a serde_json::Value>,
+        caption: &'a str,
+    ) -> Self {
+        Self {
+            id,
+            image,
+            references,
+            truth,
+            caption,
+        }
+    }
+}
+
+/// Scores captions: against a sample's ground truth (the `shapes` oracle),
+/// or through a judge (registered under [`crate::ComponentKind::Scorer`]).
 pub trait CaptionScorer: Send + Sync {
     /// The metrics [`score`](Self::score) reports, in table order.
     fn metrics(&self) -> Vec<MetricInfo>;
 
     /// Scores one caption.
-    fn score(&self, truth: &serde_json::Value, caption: &str) -> Result<CaptionScore>;
+    fn score(&self, input: &ScoreInput<'_>) -> Result<CaptionScore>;
+
+    /// Scores many captions, in order. The default scores them one by one;
+    /// a scorer that waits on a remote judge overrides it to score them
+    /// concurrently. An error ends the evaluation: a caption that merely
+    /// could not be scored is a [`CaptionScore::failures`] entry instead.
+    fn score_all(&self, inputs: &[ScoreInput<'_>]) -> Result<Vec<CaptionScore>> {
+        inputs.iter().map(|input| self.score(input)).collect()
+    }
+
+    /// What scoring has cost so far (a judge's calls, cached replies and
+    /// tokens), for reports; `None` for scorers that cost nothing.
+    fn usage(&self) -> Option<serde_json::Value> {
+        None
+    }
 }
 
 #[cfg(test)]

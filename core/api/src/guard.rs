@@ -79,6 +79,49 @@ impl crate::trainer::Trainer for GuardedTrainer {
     }
 }
 
+impl Guard for Arc<dyn crate::data::CaptionScorer> {
+    fn guarded(self) -> Self {
+        Arc::new(GuardedScorer(self))
+    }
+}
+
+struct GuardedScorer(Arc<dyn crate::data::CaptionScorer>);
+
+impl GuardedScorer {
+    fn catch<T>(&self, call: impl FnOnce() -> crate::Result<T>) -> crate::Result<T> {
+        catch_unwind(AssertUnwindSafe(call)).unwrap_or_else(|payload| {
+            Err(crate::Error::invalid(format!(
+                "caption scorer panicked: {}",
+                panic_message(payload.as_ref())
+            )))
+        })
+    }
+}
+
+impl crate::data::CaptionScorer for GuardedScorer {
+    fn metrics(&self) -> Vec<crate::data::MetricInfo> {
+        catch_unwind(AssertUnwindSafe(|| self.0.metrics())).unwrap_or_default()
+    }
+
+    fn score(
+        &self,
+        input: &crate::data::ScoreInput<'_>,
+    ) -> crate::Result<crate::data::CaptionScore> {
+        self.catch(|| self.0.score(input))
+    }
+
+    fn score_all(
+        &self,
+        inputs: &[crate::data::ScoreInput<'_>],
+    ) -> crate::Result<Vec<crate::data::CaptionScore>> {
+        self.catch(|| self.0.score_all(inputs))
+    }
+
+    fn usage(&self) -> Option<serde_json::Value> {
+        catch_unwind(AssertUnwindSafe(|| self.0.usage())).unwrap_or(None)
+    }
+}
+
 impl Guard for Arc<dyn ErrorSynthesizer> {
     fn guarded(self) -> Self {
         Arc::new(GuardedSynthesizer(self))

@@ -24,6 +24,9 @@ pub enum ComponentKind {
     Expert,
     /// [`Trainer`](crate::Trainer) of Stage II rounds.
     Trainer,
+    /// [`CaptionScorer`](crate::CaptionScorer) built from options: a judge
+    /// for `[eval] scorers` and `rediff score`.
+    Scorer,
     /// Writes a quantized copy of a checkpoint directory (`rediff
     /// quantize`), keyed by `model_type`.
     Quantizer,
@@ -32,7 +35,7 @@ pub enum ComponentKind {
 impl ComponentKind {
     /// Every kind, in display order.
     #[doc(hidden)]
-    pub const ALL: [ComponentKind; 9] = [
+    pub const ALL: [ComponentKind; 10] = [
         ComponentKind::Model,
         ComponentKind::ModelLoader,
         ComponentKind::Data,
@@ -41,6 +44,7 @@ impl ComponentKind {
         ComponentKind::Policy,
         ComponentKind::Expert,
         ComponentKind::Trainer,
+        ComponentKind::Scorer,
         ComponentKind::Quantizer,
     ];
 
@@ -56,6 +60,7 @@ impl ComponentKind {
             ComponentKind::Policy => "policy",
             ComponentKind::Expert => "expert",
             ComponentKind::Trainer => "trainer",
+            ComponentKind::Scorer => "scorer",
             ComponentKind::Quantizer => "quantizer",
         }
     }

@@ -56,7 +56,8 @@ pub mod __private;
 pub use async_trait::async_trait;
 pub use cache::{CacheMode, CacheSettings, CachedPass, KvCache};
 pub use data::{
-    CaptionScore, CaptionScorer, Count, DataSource, MetricInfo, RevisePair, Sample, Split,
+    CaptionScore, CaptionScorer, Count, DataSource, MetricInfo, RevisePair, Sample, ScoreInput,
+    Split,
 };
 pub use error::{Error, Result};
 pub use expert::{ExpertCorrector, ExpertError, ExpertReply, ExpertRequest, ExpertVerdict};
@@ -79,6 +80,6 @@ pub mod prelude {
         Count, DataSource, Error, ErrorSynthesizer, ExpertCorrector, ExpertError, ExpertReply,
         ExpertRequest, LossGroup, MetricInfo, ModelBackend, NoiseSchedule, Plugin, PositionState,
         PositionView, RefinementPolicy, Registrar, RegistryError, Result, RevisePair, Sample,
-        Split, StepPlan, StepView, TextTokenizer, Trainer,
+        ScoreInput, Split, StepPlan, StepView, TextTokenizer, Trainer,
     };
 }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use candle_core::Device;
 use serde::Serialize;
 
-use crate::data::DataSource;
+use crate::data::{CaptionScorer, DataSource};
 pub use crate::device::LoadOptions;
 use crate::device::WeightDtype;
 use crate::error::{Error, Result};
@@ -42,6 +42,10 @@ pub struct BuildContext {
     /// Loads checkpoint directories with the registered loaders (for
     /// components that use a model of their own, like the `model` expert).
     pub checkpoints: Option<CheckpointLoader>,
+    /// The directory the run or command writes to, for components that keep
+    /// files of their own (a judge's call cache); `None` where nothing runs
+    /// (`rediff check`).
+    pub out_dir: Option<std::path::PathBuf>,
 }
 
 /// A handle on the registry's checkpoint loaders (by `config.json`'s
@@ -139,6 +143,13 @@ impl BuildContext {
         self
     }
 
+    /// With the directory the run writes to.
+    #[doc(hidden)]
+    pub fn with_out_dir(mut self, out_dir: Option<std::path::PathBuf>) -> Self {
+        self.out_dir = out_dir;
+        self
+    }
+
     /// `path` resolved against [`base_dir`](Self::base_dir) when relative.
     pub fn resolve(&self, path: &Path) -> std::path::PathBuf {
         match &self.base_dir {
@@ -156,6 +167,7 @@ impl Default for BuildContext {
             device: Device::Cpu,
             base_dir: None,
             checkpoints: None,
+            out_dir: None,
         }
     }
 }
@@ -248,6 +260,7 @@ macro_rules! each_map {
         $m!($($arg)*, policies, ComponentKind::Policy);
         $m!($($arg)*, experts, ComponentKind::Expert);
         $m!($($arg)*, trainers, ComponentKind::Trainer);
+        $m!($($arg)*, scorers, ComponentKind::Scorer);
         $m!($($arg)*, quantizers, ComponentKind::Quantizer);
     };
 }
@@ -269,6 +282,7 @@ pub struct Registry {
     policies: BTreeMap<String, Entry<Factory<Arc<dyn RefinementPolicy>>>>,
     experts: BTreeMap<String, Entry<Factory<Arc<dyn ExpertCorrector>>>>,
     trainers: BTreeMap<String, Entry<Factory<Arc<dyn Trainer>>>>,
+    scorers: BTreeMap<String, Entry<Factory<Arc<dyn CaptionScorer>>>>,
     quantizers: BTreeMap<String, Entry<Quantizer>>,
     plugins: Vec<(String, Origin)>,
 }
@@ -388,6 +402,10 @@ impl Registrar<'_> {
     register_fn!(
         /// Registers a Stage II trainer.
         trainer, trainers, ComponentKind::Trainer, Arc<dyn Trainer>
+    );
+    register_fn!(
+        /// Registers a caption scorer (`[eval] scorers`, `rediff score`).
+        scorer, scorers, ComponentKind::Scorer, Arc<dyn CaptionScorer>
     );
 
     /// Registers a checkpoint loader for a `config.json` `model_type`.
@@ -560,6 +578,10 @@ impl Registry {
     build_fn!(
         /// Builds a Stage II trainer.
         build_trainer, trainers, ComponentKind::Trainer, Arc<dyn Trainer>
+    );
+    build_fn!(
+        /// Builds a caption scorer.
+        build_scorer, scorers, ComponentKind::Scorer, Arc<dyn CaptionScorer>
     );
 
     /// Loads a checkpoint directory with the loader its `config.json`'s

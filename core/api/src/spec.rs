@@ -227,11 +227,14 @@ impl ComponentSpec {
 
     /// A located error about option `key` of this component: it points at
     /// the key's value, or at the table when the key is absent (a default).
+    /// A dotted key (`judge.model`) names an option of a nested table.
     pub fn key_error(&self, key: &str, message: impl Into<String>) -> ConfigError {
         let span = parse_root(&self.source).ok().and_then(|root| {
-            lookup(&root, &self.path)
-                .and_then(|table| table.get_ref().get(key))
-                .map(|value| value.span())
+            let mut cur = lookup(&root, &self.path)?;
+            for part in key.split('.') {
+                cur = cur.get_ref().get(part)?;
+            }
+            Some(cur.span())
         });
         self.source
             .error(Some(span.unwrap_or(self.span.clone())), message)

@@ -13,6 +13,7 @@
 //! | `llada-v` | LLaDA-V / ReDiff checkpoints |
 //! | `openai` | experts behind an OpenAI-compatible API |
 //! | `model` | an expert that is a local rediff model |
+//! | `judge` | caption metrics scored by an LLM judge (CLAIR, factuality, coverage, CAPTURE) |
 
 use std::path::Path;
 
@@ -29,6 +30,7 @@ pub fn plugins() -> Vec<Box<dyn Plugin>> {
         Box::new(rediff_llada_v::LladaVPlugin),
         Box::new(rediff_expert_openai::OpenAiPlugin),
         Box::new(rediff_expert_model::ModelExpertPlugin),
+        Box::new(rediff_judge::JudgePlugin),
     ]
 }
 
@@ -82,6 +84,7 @@ mod tests {
             (ComponentKind::Model, "llada-v"),
             (ComponentKind::Expert, "openai"),
             (ComponentKind::Expert, "model"),
+            (ComponentKind::Scorer, "judge"),
         ] {
             assert!(
                 registry.names(kind).iter().any(|n| n == name),

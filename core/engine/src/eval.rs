@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use rediff_api::image::SourceImage;
 
-use rediff_api::data::{aggregate, CaptionScorer, MetricInfo, Sample};
+use rediff_api::data::{aggregate, CaptionScorer, MetricInfo, Sample, ScoreInput};
 use rediff_api::error::{Error, Result};
 use rediff_api::model::{ModelBackend, Prompt, PromptContext};
 use rediff_api::policy::RefinementPolicy;
@@ -104,7 +104,7 @@ impl EvalRun<'_> {
             settings,
         };
         let tokenizer = self.model.tokenizer();
-        let mut scores = Vec::with_capacity(self.items.len());
+        let mut captions: Vec<(&EvalItem, String)> = Vec::with_capacity(self.items.len());
         let mut examples = Vec::new();
         let mut total = Generation::default();
         let mut revisions = 0usize;
@@ -140,27 +140,49 @@ impl EvalRun<'_> {
                     .items
                     .get(offset + i)
                     .ok_or_else(|| Error::invalid("more generations than items"))?;
-                let caption = tokenizer.decode(out)?;
-                let truth = item.sample.truth.as_ref().ok_or_else(|| {
-                    Error::invalid(format!(
-                        "sample {} has no ground truth to score",
-                        item.sample.id
-                    ))
-                })?;
-                let score = self.scorer.score(truth, &caption)?;
-                if examples.len() < self.examples {
-                    examples.push(Example {
-                        id: item.sample.id.clone(),
-                        image: item.sample.image.display().to_string(),
-                        reference: item.sample.answer.clone(),
-                        caption: caption.clone(),
-                        score: score.detail.clone(),
-                        note: score.note.clone(),
-                    });
-                }
-                scores.push(score);
+                captions.push((item, tokenizer.decode(out)?));
             }
             offset += ctx.batch();
+        }
+        // Scored together: a judge-backed scorer sends its calls concurrently.
+        let references: Vec<[String; 1]> = captions
+            .iter()
+            .map(|(item, _)| [item.sample.answer.clone()])
+            .collect();
+        let inputs: Vec<ScoreInput<'_>> = captions
+            .iter()
+            .zip(&references)
+            .map(|((item, caption), refs)| {
+                ScoreInput::new(
+                    &item.sample.id,
+                    &item.sample.image,
+                    refs,
+                    item.sample.truth.as_ref(),
+                    caption,
+                )
+            })
+            .collect();
+        let scores = self.scorer.score_all(&inputs)?;
+        if scores.len() != captions.len() {
+            return Err(Error::invalid(format!(
+                "the caption scorer returned {} scores for {} captions",
+                scores.len(),
+                captions.len()
+            )));
+        }
+        let score_failures = scores.iter().map(|s| s.failures.len()).sum::<usize>();
+        for ((item, caption), score) in captions.iter().zip(&scores) {
+            if examples.len() >= self.examples {
+                break;
+            }
+            examples.push(Example {
+                id: item.sample.id.clone(),
+                image: item.sample.image.display().to_string(),
+                reference: item.sample.answer.clone(),
+                caption: caption.clone(),
+                score: score.detail.clone(),
+                note: score.note.clone(),
+            });
         }
         let metrics: Vec<MetricInfo> = self.scorer.metrics();
         let values = aggregate(&metrics, &scores)?;
@@ -196,6 +218,7 @@ impl EvalRun<'_> {
                 tokens_per_forward: output_tokens as f64 / nfe.max(1) as f64,
                 remasks_per_caption: remasks as f64 / samples.max(1) as f64,
                 guard_stops,
+                score_failures,
                 seeds: Vec::new(),
             },
             examples,

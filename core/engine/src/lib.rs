@@ -22,6 +22,8 @@ pub mod optim;
 pub mod parallel;
 pub mod pipeline;
 pub mod rundir;
+pub mod score;
+pub mod scorers;
 pub mod stage2;
 pub mod train;
 

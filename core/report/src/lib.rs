@@ -13,6 +13,7 @@ pub mod compare;
 pub mod markdown;
 pub mod plot;
 pub mod results;
+pub mod scores;
 pub mod stage2;
 pub mod stats;
 pub mod training;

@@ -48,7 +48,7 @@ pub fn results_table(metrics: &[MetricInfo], rows: &[EvalRow]) -> String {
     for r in rows {
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} |{} {:.2} | {:.2} | {:.2} | {:.2} | {}{} |",
+            "| {} | {} | {} | {} |{} {:.2} | {:.2} | {:.2} | {:.2} | {}{}{} |",
             r.model,
             r.sampler,
             r.tokens_per_step,
@@ -61,6 +61,11 @@ pub fn results_table(metrics: &[MetricInfo], rows: &[EvalRow]) -> String {
             r.samples,
             if r.guard_stops > 0 {
                 format!(" ({} blocks cut by the step guard)", r.guard_stops)
+            } else {
+                String::new()
+            },
+            if r.score_failures > 0 {
+                format!(" ({} scorings failed)", r.score_failures)
             } else {
                 String::new()
             }

@@ -111,9 +111,17 @@ pub struct EvalRow {
     /// to finish a block).
     #[serde(default)]
     pub guard_stops: usize,
+    /// Metric scorings that failed (a judge reply still malformed after its
+    /// retries): each leaves one caption out of one metric's average.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub score_failures: usize,
     /// Per-seed values, in a report that aggregates seeds.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub seeds: Vec<SeedValues>,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 impl EvalRow {

@@ -23,12 +23,14 @@
 //! with the likely cause instead of failing every item.
 
 mod breaker;
+mod chat;
 mod client;
 mod failure;
 mod options;
 mod parse;
 mod prompt;
 
+pub use chat::{chat_body, ChatAnswer, ChatClient, ChatError};
 pub use client::OpenAiExpert;
 pub use options::{ImageMode, OpenAiOptions, OptionError, TokenField};
 pub use parse::parse_reply;

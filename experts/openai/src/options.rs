@@ -36,6 +36,11 @@ pub struct OpenAiOptions {
     /// Sampling temperature sent to the server (absent: the server's default).
     #[serde(default)]
     pub temperature: Option<f64>,
+    /// Sampling seed sent to the server (absent: none sent). llama.cpp,
+    /// vLLM and OpenAI honour it; with temperature 0 it makes replies
+    /// repeatable where the server allows.
+    #[serde(default)]
+    pub seed: Option<u64>,
     /// Reply length cap in tokens. A reply is `right` or a short JSON list;
     /// without a cap a small local model may generate until its context is
     /// full. Reasoning models think inside this budget: raise it for them.

@@ -3,9 +3,11 @@
 
 use base64::Engine as _;
 use rediff_api::ExpertRequest;
-use serde_json::{json, Value};
+use serde_json::Value;
 
-use crate::options::{ImageMode, LengthUnit, OpenAiOptions, TokenField};
+use crate::chat::chat_body;
+
+use crate::options::{ImageMode, LengthUnit, OpenAiOptions};
 
 /// The revision rules shared by both system prompts; `{unit}` is the
 /// length unit a correction keeps.
@@ -73,43 +75,17 @@ pub fn request_body(options: &OpenAiOptions, request: &ExpertRequest) -> Result<
         "Question: {}\nReference answer: {}\nDraft: {}",
         request.question, request.reference, request.draft
     );
-    let system = system_prompt(options);
-    let user = match options.image {
-        ImageMode::DataUrl => json!([
-            { "type": "text", "text": text },
-            { "type": "image_url", "image_url": { "url": image_data_url(&request.image)? } }
-        ]),
-        // A plain string: templates that reject content lists accept it.
-        ImageMode::None => json!(text),
+    let image = match options.image {
+        ImageMode::DataUrl => Some(request.image.as_path()),
+        ImageMode::None => None,
     };
-    let mut body = json!({
-        "model": options.model,
-        "messages": [
-            { "role": "system", "content": system },
-            { "role": "user", "content": user }
-        ]
-    });
-    if let Some(t) = options.temperature {
-        body["temperature"] = json!(t);
-    }
-    let cap = json!(options.max_tokens);
-    match options.token_field {
-        TokenField::MaxTokens => body["max_tokens"] = cap,
-        TokenField::MaxCompletionTokens => body["max_completion_tokens"] = cap,
-        TokenField::Both => {
-            body["max_tokens"] = cap.clone();
-            body["max_completion_tokens"] = cap;
-        }
-    }
-    if !options.stop.is_empty() {
-        body["stop"] = json!(options.stop);
-    }
-    Ok(body)
+    chat_body(options, &system_prompt(options), &text, image)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn body(extra: Value) -> Value {
         let mut v = json!({ "base_url": "http://h/v1", "model": "m" });

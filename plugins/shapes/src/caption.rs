@@ -18,7 +18,7 @@ use std::collections::HashSet;
 
 use rand::seq::SliceRandom;
 use rand::Rng;
-use rediff_api::data::{CaptionScore, CaptionScorer, Count, MetricInfo};
+use rediff_api::data::{CaptionScore, CaptionScorer, Count, MetricInfo, ScoreInput};
 use serde::{Deserialize, Serialize};
 
 use crate::scene::{Scene, SceneObject, COLORS, SHAPES, SIZES};
@@ -317,7 +317,14 @@ impl CaptionScorer for ShapesScorer {
         ]
     }
 
-    fn score(&self, truth: &serde_json::Value, caption: &str) -> rediff_api::Result<CaptionScore> {
+    fn score(&self, input: &ScoreInput<'_>) -> rediff_api::Result<CaptionScore> {
+        let truth = input.truth.ok_or_else(|| {
+            rediff_api::Error::invalid(format!(
+                "sample {} has no shapes scene to score against",
+                input.id
+            ))
+        })?;
+        let caption = input.caption;
         let scene: Scene = serde_json::from_value(truth.clone())
             .map_err(|e| rediff_api::Error::invalid(format!("shapes ground truth: {e}")))?;
         let s = score(&scene, caption);

@@ -309,7 +309,10 @@ mod tests {
         assert_eq!(img.dimensions(), (48, 48));
         let scorer = src.scorer().unwrap();
         for s in &train {
-            let sc = scorer.score(s.truth.as_ref().unwrap(), &s.answer).unwrap();
+            let refs = [s.answer.clone()];
+            let input =
+                rediff_api::ScoreInput::new(&s.id, &s.image, &refs, s.truth.as_ref(), &s.answer);
+            let sc = scorer.score(&input).unwrap();
             if s.revise.is_empty() {
                 // Through the generic path: every metric at its best.
                 assert_eq!(sc.count("grammar").unwrap().hits, 1.0);

@@ -63,6 +63,10 @@ pub struct EvalConfig {
     /// Comparisons the report tests (`eval.compare`): each arm against a
     /// reference arm at every tokens per step, on every metric.
     pub compare: Vec<rediff_report::compare::Comparison>,
+    /// Caption scorers beside the data source's own (`eval.scorers`: a
+    /// judge's CLAIR, factuality, coverage, CAPTURE): their metrics become
+    /// columns of the report.
+    pub scorers: Vec<ComponentSpec>,
 }
 
 #[derive(Deserialize)]
@@ -81,6 +85,8 @@ pub(super) struct RawEval {
     pub(super) samplers: Spanned<Vec<RawSampler>>,
     #[serde(default)]
     pub(super) compare: Vec<RawComparison>,
+    #[serde(default)]
+    pub(super) scorers: Vec<IgnoredAny>,
 }
 
 #[derive(Deserialize)]
@@ -265,7 +271,11 @@ pub(super) fn eval_config(
             })
         })
         .collect::<Result<Vec<_>, ConfigError>>()?;
+    let scorers = (0..raw.scorers.len())
+        .map(|i| spec(vec![key("eval"), key("scorers"), PathSegment::Index(i)]))
+        .collect::<Result<Vec<_>, ConfigError>>()?;
     Ok(EvalConfig {
+        scorers,
         samples: raw.samples,
         tokens_per_step: raw.tokens_per_step.into_inner(),
         block_length,

@@ -111,6 +111,9 @@ impl PipelineConfig {
         for s in &self.eval.samplers {
             out.push((s.policy.path(), ComponentKind::Policy, &s.policy));
         }
+        for s in &self.eval.scorers {
+            out.push((s.path(), ComponentKind::Scorer, s));
+        }
         out
     }
 }

@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use rediff_api::data::DataSource;
+use rediff_api::data::{CaptionScorer, DataSource};
 use rediff_api::error::{Error, Result};
 use rediff_api::expert::ExpertCorrector;
 use rediff_api::model::ModelBackend;
@@ -133,6 +133,9 @@ pub struct Assembled<'r> {
     pub stage2: Option<BuiltStage2>,
     /// Samplers to evaluate.
     pub samplers: Vec<SamplerSpec>,
+    /// Scorers of `[eval] scorers` (the data source's own scorer comes with
+    /// the prepared data).
+    pub scorers: Vec<Arc<dyn CaptionScorer>>,
     /// What every stage shares.
     pub run: RunSettings,
     /// The evaluation grid's settings.
@@ -140,10 +143,22 @@ pub struct Assembled<'r> {
 }
 
 /// Builds every component of `cfg`, so any option error surfaces before
-/// any work starts.
+/// any work starts (nothing runs: components that keep files get no
+/// output directory, as in `rediff check`).
 pub fn assemble<'r>(cfg: &PipelineConfig, registry: &'r Registry) -> Result<Assembled<'r>> {
+    assemble_in(cfg, registry, None)
+}
+
+/// [`assemble`] for a run or evaluation writing to `out_dir`, where
+/// components keep their own files (a judge's call cache).
+pub fn assemble_in<'r>(
+    cfg: &PipelineConfig,
+    registry: &'r Registry,
+    out_dir: Option<&Path>,
+) -> Result<Assembled<'r>> {
     let ctx = BuildContext::new(cfg.seed)
         .with_base_dir(cfg.base_dir.clone())
+        .with_out_dir(out_dir.map(|d| d.to_path_buf()))
         .with_checkpoints(registry.checkpoint_loader());
     let data = registry.build_data(&cfg.data, &ctx)?;
     let ctx = ctx.with_tokenizer(data.tokenizer());
@@ -198,6 +213,12 @@ pub fn assemble<'r>(cfg: &PipelineConfig, registry: &'r Registry) -> Result<Asse
             })
         })
         .collect::<Result<Vec<_>>>()?;
+    let scorers = cfg
+        .eval
+        .scorers
+        .iter()
+        .map(|s| registry.build_scorer(s, &ctx))
+        .collect::<Result<Vec<_>>>()?;
     let models = ModelFactory {
         registry,
         spec: cfg.model.clone(),
@@ -214,6 +235,7 @@ pub fn assemble<'r>(cfg: &PipelineConfig, registry: &'r Registry) -> Result<Asse
         stages,
         stage2,
         samplers,
+        scorers,
         run: RunSettings {
             pipeline: cfg.source.name.clone(),
             seed: cfg.seed,

@@ -12,7 +12,7 @@ use rediff_api::registry::Registry;
 use rediff_nn::checkpoint::read_json;
 use rediff_report::{Report, JSON_FILE};
 
-use super::assemble::assemble;
+use super::assemble::assemble_in;
 use super::prepare::{prepare, Splits};
 use super::run::{finish_report, new_report};
 use super::shared::Shared;
@@ -81,11 +81,11 @@ pub fn evaluate_run(
     let started = Instant::now();
     std::fs::create_dir_all(&opts.out_dir).map_err(|e| Error::io(&opts.out_dir, e))?;
     let run_dir = RunDir::new(&opts.run_dir);
-    let mut assembled = assemble(cfg, registry)?;
+    let mut assembled = assemble_in(cfg, registry, Some(&opts.out_dir))?;
     let prepared = prepare(&mut assembled, &run_dir, Splits::EvalOnly)?;
     if prepared.scorer.is_none() {
         return Err(Error::invalid(
-            "the run's data source has no caption scorer: there is nothing to evaluate against",
+            "the run's data source has no caption scorer and [eval] names none (`scorers`, e.g. a judge): there is nothing to score the captions with",
         ));
     }
     let models = match &opts.models {

@@ -26,7 +26,8 @@ use std::sync::Arc;
 pub use crate::rundir::{CHANGES_FILE, PIPELINE_FILE};
 pub use crate::stage2::{Shard, SliceReport};
 pub use assemble::{
-    assemble, Assembled, BuiltStage, BuiltStage2, EvalSettings, ModelFactory, RunSettings,
+    assemble, assemble_in, Assembled, BuiltStage, BuiltStage2, EvalSettings, ModelFactory,
+    RunSettings,
 };
 pub use evaluate::{evaluate_run, models_of_run, EvalOptions};
 pub use prepare::tokenize_sample;

@@ -113,7 +113,7 @@ pub(crate) fn prepare(
     };
     let mut eval = assembled.data.samples(Split::Eval)?;
     eval.truncate(assembled.eval.samples);
-    let scorer = assembled.data.scorer();
+    let scorer = crate::scorers::combine(assembled.data.scorer(), &assembled.scorers)?;
     let template = assembled.model.as_ref();
     let mut images = ImageCache::default();
     let mut examples = Vec::with_capacity(train.len());

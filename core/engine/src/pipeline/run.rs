@@ -11,7 +11,7 @@ use rediff_api::error::{Error, Result};
 use rediff_api::registry::Registry;
 use rediff_report::{DataSummary, Report};
 
-use super::assemble::{assemble, Assembled};
+use super::assemble::{assemble, assemble_in, Assembled};
 use super::prepare::{prepare, Prepared, Splits};
 use super::shared::{ModelOutcome, Shared};
 use super::{RunOptions, REDIFF_BASE};
@@ -161,7 +161,7 @@ pub fn run(cfg: &PipelineConfig, registry: &Registry, opts: &RunOptions) -> Resu
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     record_configuration(cfg, opts)?;
 
-    let mut assembled = assemble(cfg, registry)?;
+    let mut assembled = assemble_in(cfg, registry, Some(out))?;
     if opts.shard.is_sharded() && assembled.stage2.is_none() {
         return Err(Error::invalid(
             "--shard splits Stage II drafting over processes; the pipeline has no [stage2]",
@@ -170,10 +170,10 @@ pub fn run(cfg: &PipelineConfig, registry: &Registry, opts: &RunOptions) -> Resu
     let bar = spinner(opts.progress, "preparing data");
     let prepared = prepare(&mut assembled, &RunDir::new(out), Splits::All)?;
     bar.finish_and_clear();
-    // Without ground truth (real captions) the models are trained and saved;
-    // score them with an external benchmark from `rediff generate --images`.
+    // Without a scorer (real captions, no judge) the models are trained and
+    // saved; `rediff generate --images` and `rediff score` evaluate them.
     if prepared.scorer.is_none() {
-        tracing::warn!("the data source has no caption scorer: models are trained, not evaluated");
+        tracing::warn!("neither the data source nor [eval] scorers score captions: models are trained, not evaluated (add a judge to [eval] scorers, or use `rediff score`)");
     }
     let assembled = assembled;
     let multi = opts.progress.then(MultiProgress::new);

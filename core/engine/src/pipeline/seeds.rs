@@ -142,6 +142,7 @@ pub fn aggregate(reports: &[Report]) -> Result<Report> {
             tokens_per_forward: mean(&|r| r.tokens_per_forward),
             remasks_per_caption: mean(&|r| r.remasks_per_caption),
             guard_stops: rows.iter().map(|r| r.guard_stops).sum(),
+            score_failures: rows.iter().map(|r| r.score_failures).sum(),
             seeds: reports
                 .iter()
                 .zip(&rows)
