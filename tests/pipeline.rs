@@ -136,13 +136,9 @@ fn interrupted_run_resumes_to_the_same_report() {
     let cfg = PipelineConfig::parse("tiny.toml", &text).unwrap();
     let registry = common::builtin_registry();
     let options = |out: &str, resume: bool, flag: Arc<AtomicBool>| RunOptions {
-        out_dir: dir.path().join(out),
         resume,
-        accept_changes: false,
-        retry_all: false,
-        progress: false,
         interrupt: flag,
-        shard: Default::default(),
+        ..RunOptions::new(dir.path().join(out))
     };
     let straight =
         pipeline::run(&cfg, &registry, &options("straight", false, Arc::default())).unwrap();

@@ -8,7 +8,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{rediff, write, TINY};
@@ -65,13 +64,8 @@ fn calls(control: &Path, round: usize) -> usize {
 fn run_lib(file: &Path, out: &Path, resume: bool) -> rediff_api::Result<rediff_report::Report> {
     let cfg = PipelineConfig::from_file(file).unwrap();
     let options = RunOptions {
-        out_dir: out.to_path_buf(),
         resume,
-        accept_changes: false,
-        retry_all: false,
-        progress: false,
-        interrupt: Arc::default(),
-        shard: Default::default(),
+        ..RunOptions::new(out)
     };
     pipeline::run(&cfg, &common::builtin_registry(), &options)
 }

@@ -21,6 +21,7 @@ use std::time::Instant;
 use indicatif::{ProgressBar, ProgressStyle};
 use rediff_api::data::{CaptionScorer, Count, ScoreInput};
 use rediff_api::error::{Error, Result};
+use rediff_formats::reference::read_predictions;
 use rediff_nn::rng;
 use rediff_report::scores::{CaptionRow, MetricSummary, ScoreReport};
 use rediff_report::stats::{bootstrap_ratios, BOOTSTRAP_RESAMPLES};
@@ -66,35 +67,6 @@ fn reference_of(v: &Value, what: &str) -> Result<Reference> {
         texts,
         entry: v.clone(),
     })
-}
-
-/// Reads a predictions file: `{image: caption}`, in key order.
-pub fn read_predictions(path: &Path) -> Result<Vec<(String, String)>> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    let v: Value = serde_json::from_str(&text).map_err(|e| {
-        Error::invalid(format!(
-            "{}: not JSON ({e}); a predictions file is {{\"image\": \"caption\", ...}}",
-            path.display()
-        ))
-    })?;
-    let map = v.as_object().ok_or_else(|| {
-        Error::invalid(format!(
-            "{}: a predictions file is one JSON object {{\"image\": \"caption\", ...}}",
-            path.display()
-        ))
-    })?;
-    map.iter()
-        .map(|(k, c)| {
-            c.as_str()
-                .map(|c| (k.clone(), c.to_string()))
-                .ok_or_else(|| {
-                    Error::invalid(format!(
-                        "{}: the prediction for `{k}` is not a string",
-                        path.display()
-                    ))
-                })
-        })
-        .collect()
 }
 
 /// Reads a references file (see the module docs), keyed by image.
@@ -197,7 +169,9 @@ pub struct ScoreOptions {
 /// Scores every prediction with `scorer`.
 pub fn score_predictions(scorer: &dyn CaptionScorer, opts: &ScoreOptions) -> Result<ScoreReport> {
     let started = Instant::now();
-    let predictions = read_predictions(&opts.predictions)?;
+    // `{image: caption}`, in key order.
+    let predictions: Vec<(String, String)> =
+        read_predictions(&opts.predictions)?.into_iter().collect();
     let references = read_references(&opts.references)?;
     let refs = pair(&predictions, &references)?;
     let images: Vec<PathBuf> = predictions

@@ -19,19 +19,29 @@ pub fn combine(
     own: Option<Arc<dyn CaptionScorer>>,
     extra: &[Arc<dyn CaptionScorer>],
 ) -> Result<Option<Arc<dyn CaptionScorer>>> {
-    let parts: Vec<Arc<dyn CaptionScorer>> = own.into_iter().chain(extra.iter().cloned()).collect();
-    let mut seen: Vec<String> = Vec::new();
-    for part in &parts {
+    let labelled: Vec<(String, Arc<dyn CaptionScorer>)> = own
+        .map(|s| ("the data source's scorer".to_string(), s))
+        .into_iter()
+        .chain(
+            extra
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (format!("eval.scorers[{i}]"), s.clone())),
+        )
+        .collect();
+    let mut seen: Vec<(String, &str)> = Vec::new();
+    for (label, part) in &labelled {
         for m in part.metrics() {
-            if seen.contains(&m.name) {
+            if let Some((_, first)) = seen.iter().find(|(n, _)| *n == m.name) {
                 return Err(Error::invalid(format!(
-                    "two caption scorers report a metric named `{}`; the report keys columns by name (the data source's metrics: factuality, coverage, ... ; a judge names its own clair, llm_factuality, llm_coverage, capture)",
+                    "{first} and {label} both report a metric named `{}`; the report keys columns by name",
                     m.name
                 )));
             }
-            seen.push(m.name);
+            seen.push((m.name, label));
         }
     }
+    let parts: Vec<Arc<dyn CaptionScorer>> = labelled.into_iter().map(|(_, s)| s).collect();
     Ok(match parts.len() {
         0 => None,
         1 => parts.into_iter().next(),

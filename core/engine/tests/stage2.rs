@@ -81,13 +81,8 @@ fn config() -> PipelineConfig {
 
 fn run(out: &Path, resume: bool, counter: &Arc<Counter>) -> Report {
     let options = RunOptions {
-        out_dir: out.to_path_buf(),
         resume,
-        accept_changes: false,
-        retry_all: false,
-        progress: false,
-        interrupt: Arc::default(),
-        shard: Default::default(),
+        ..RunOptions::new(out)
     };
     pipeline::run(&config(), &registry(counter), &options).unwrap()
 }
@@ -325,17 +320,14 @@ fn run_two_shards(
 ) {
     let stop_lead = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let options = |index: usize| RunOptions {
-        out_dir: out.to_path_buf(),
         resume,
-        accept_changes: false,
-        retry_all: false,
-        progress: false,
         interrupt: if index == 0 {
             stop_lead.clone()
         } else {
             Arc::default()
         },
         shard: pipeline::Shard { index, count: 2 },
+        ..RunOptions::new(out)
     };
     std::thread::scope(|s| {
         let follower = s.spawn(|| pipeline::follow(&config(), &registry(counter), &options(1)));

@@ -1,15 +1,17 @@
 //! The sampler loop end to end against a scripted model whose logits are
 //! known, so every step's decisions can be checked by hand.
 
+mod common;
+
 use std::path::Path;
 use std::sync::Mutex;
 
 use candle_core::{Device, Tensor};
 use candle_nn::VarMap;
+use common::{Plain, Uniform};
 use rand::SeedableRng;
 use rediff_api::model::{ModelBackend, Prompt, PromptContext};
 use rediff_api::policy::{RefinementPolicy, StepPlan, StepView};
-use rediff_api::schedule::{uniform_unmask_counts, NoiseSchedule};
 use rediff_api::tokens::{SpecialTokens, TextTokenizer};
 use rediff_sampler::{Sampler, SamplerSettings, StepEvent};
 
@@ -89,26 +91,6 @@ impl ModelBackend for Scripted {
     }
     fn save(&self, _: &Path) -> rediff_api::Result<()> {
         Ok(())
-    }
-}
-
-struct Uniform;
-impl NoiseSchedule for Uniform {
-    fn mask_probability(&self, t: f32) -> f32 {
-        t
-    }
-    fn unmask_counts(&self, masked: usize, steps: usize) -> Vec<usize> {
-        uniform_unmask_counts(masked, steps)
-    }
-}
-
-struct Plain;
-impl RefinementPolicy for Plain {
-    fn plan(&self, v: &StepView<'_>, _: &mut dyn rand::RngCore) -> StepPlan {
-        StepPlan::unmask(v.schedule_unmask())
-    }
-    fn revises(&self) -> bool {
-        false
     }
 }
 

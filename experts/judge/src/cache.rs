@@ -37,14 +37,14 @@ pub struct Entry {
 
 /// The cache key of one call: a SHA-256 over the prompt version, the judge
 /// model, the step, both messages (which hold the caption and the
-/// references), the image's bytes when it is shown, and the try.
+/// references), the image's SHA-256 when it is shown, and the try.
 pub fn key(
     version: &str,
     model: &str,
     step: &str,
     system: &str,
     user: &str,
-    image: Option<&[u8]>,
+    image_digest: Option<&[u8]>,
     attempt: usize,
 ) -> String {
     let mut h = Sha256::new();
@@ -52,10 +52,10 @@ pub fn key(
         h.update((part.len() as u64).to_le_bytes());
         h.update(part.as_bytes());
     }
-    match image {
-        Some(bytes) => {
+    match image_digest {
+        Some(digest) => {
             h.update([1u8]);
-            h.update(Sha256::digest(bytes));
+            h.update(digest);
         }
         None => h.update([0u8]),
     }

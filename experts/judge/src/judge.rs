@@ -6,8 +6,9 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use rediff_api::expert::TokenUsage;
-use rediff_expert_openai::{chat_body, ChatClient, ImageMode};
+use rediff_expert_openai::{chat_body, data_url, ChatClient, ImageMode};
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 
 use crate::cache::{key, CallCache, Entry};
 use crate::prompts::{Step, PROMPT_VERSION};
@@ -27,6 +28,25 @@ pub struct JudgeUsage {
     pub malformed: u64,
     /// Calls that got no answer after the client's retries.
     pub failed_calls: u64,
+}
+
+/// An image shown to the judge: read once per step.
+struct Shown<'p> {
+    path: &'p Path,
+    bytes: Vec<u8>,
+    /// SHA-256 of the bytes (the cache key's part for the image).
+    digest: [u8; 32],
+}
+
+impl<'p> Shown<'p> {
+    fn read(path: &'p Path) -> Result<Self, String> {
+        let bytes = std::fs::read(path).map_err(|e| format!("image {}: {e}", path.display()))?;
+        Ok(Self {
+            path,
+            digest: Sha256::digest(&bytes).into(),
+            bytes,
+        })
+    }
 }
 
 /// Why a step gave no usable answer.
@@ -94,10 +114,12 @@ impl Judge {
         image: Option<&Path>,
         parse: impl Fn(&str) -> Result<T, String>,
     ) -> Result<T, StepError> {
-        let image_bytes = match image {
-            Some(p) => Some(std::fs::read(p).map_err(|e| {
-                StepError::Failed(format!("{}: image {}: {e}", step.name, p.display()))
-            })?),
+        // Read once for every try: its digest keys the cache, its bytes go
+        // in the calls the cache cannot answer.
+        let image = match image {
+            Some(p) => {
+                Some(Shown::read(p).map_err(|e| StepError::Failed(format!("{}: {e}", step.name)))?)
+            }
             None => None,
         };
         let mut last = String::new();
@@ -108,10 +130,10 @@ impl Judge {
                 step.name,
                 step.system,
                 &step.user,
-                image_bytes.as_deref(),
+                image.as_ref().map(|i| &i.digest[..]),
                 attempt,
             );
-            let reply = self.reply(item, step, image, &k, attempt).await?;
+            let reply = self.reply(item, step, image.as_ref(), &k, attempt).await?;
             match parse(&reply) {
                 Ok(v) => return Ok(v),
                 Err(why) => {
@@ -137,7 +159,7 @@ impl Judge {
         &self,
         item: &str,
         step: &Step,
-        image: Option<&Path>,
+        image: Option<&Shown<'_>>,
         k: &str,
         attempt: usize,
     ) -> Result<String, StepError> {
@@ -150,8 +172,8 @@ impl Judge {
         let mut options = self.chat.options().clone();
         // Each try is its own sample: the seed moves with the try.
         options.seed = Some(options.seed.unwrap_or(0) + attempt as u64);
-        let body = chat_body(&options, step.system, &step.user, image)
-            .map_err(|e| StepError::Failed(format!("{}: {e}", step.name)))?;
+        let url = image.map(|i| data_url(&i.bytes, i.path));
+        let body = chat_body(&options, step.system, &step.user, url.as_deref());
         let answer = match self.chat.complete(&body, item).await {
             Ok(a) => a,
             Err(e) if e.fatal => return Err(StepError::Fatal(e.message)),

@@ -3,7 +3,6 @@
 //! cached.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 
 use rediff_api::data::{CaptionScore, CaptionScorer, Count, MetricInfo, ScoreInput};
 use rediff_api::error::{Error, Result};
@@ -20,9 +19,11 @@ use crate::prompts;
 
 /// The `judge` scorer.
 pub struct JudgeScorer {
-    chat: Mutex<Option<ChatClient>>,
-    judge: Mutex<Option<Arc<Judge>>>,
-    cache_path: Option<PathBuf>,
+    /// `None` without a cache location: nothing is scored (`rediff check`).
+    judge: Option<Judge>,
+    /// One runtime for every scoring call: the client's pooled connections
+    /// live on it.
+    runtime: tokio::runtime::Runtime,
     options: JudgeOptions,
     synonyms: Synonyms,
 }
@@ -30,8 +31,8 @@ pub struct JudgeScorer {
 type Scored = std::result::Result<(Count, Value, String), StepError>;
 
 impl JudgeScorer {
-    /// A scorer with `options`, caching in `cache_path` (opened at the
-    /// first caption: `None` where nothing is scored, as in `rediff check`).
+    /// A scorer with `options`, caching in `cache_path` (`None` where
+    /// nothing is scored, as in `rediff check`). The error names the option.
     pub fn new(
         options: JudgeOptions,
         cache_path: Option<PathBuf>,
@@ -46,35 +47,37 @@ impl JudgeScorer {
             Some(p) => Synonyms::with_file(p).map_err(|e| ("synonyms".to_string(), e))?,
             None => Synonyms::built_in(),
         };
+        let judge = match cache_path {
+            Some(path) => {
+                let cache =
+                    CallCache::open(&path).map_err(|e| ("cache".to_string(), e.to_string()))?;
+                Some(Judge::new(chat, cache, options.attempts))
+            }
+            None => None,
+        };
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .map_err(|e| {
+                (
+                    "judge".to_string(),
+                    format!("cannot start the judge's runtime: {e}"),
+                )
+            })?;
         Ok(Self {
-            chat: Mutex::new(Some(chat)),
-            judge: Mutex::new(None),
-            cache_path,
+            judge,
+            runtime,
             options,
             synonyms,
         })
     }
 
-    /// The judge, its cache opened on first use.
-    fn judge(&self) -> Result<Arc<Judge>> {
-        let mut slot = self.judge.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(j) = slot.as_ref() {
-            return Ok(j.clone());
-        }
-        let path = self
-            .cache_path
+    /// The judge.
+    fn judge(&self) -> Result<&Judge> {
+        self.judge
             .as_ref()
-            .ok_or_else(|| Error::invalid("the judge has no cache file: set its `cache` option"))?;
-        let cache = CallCache::open(path).map_err(|e| Error::invalid(e.to_string()))?;
-        let chat = self
-            .chat
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-            .ok_or_else(|| Error::invalid("judge client already taken"))?;
-        let j = Arc::new(Judge::new(chat, cache, self.options.attempts));
-        *slot = Some(j.clone());
-        Ok(j)
+            .ok_or_else(|| Error::invalid("the judge has no cache file: set its `cache` option"))
     }
 
     async fn clair(&self, judge: &Judge, input: &ScoreInput<'_>) -> Scored {
@@ -283,16 +286,12 @@ impl CaptionScorer for JudgeScorer {
         all.pop().ok_or_else(|| Error::invalid("no score"))
     }
 
-    /// Scores every caption concurrently on a runtime of its own (call it
+    /// Scores every caption concurrently on the scorer's runtime (call it
     /// from outside any async runtime).
     fn score_all(&self, inputs: &[ScoreInput<'_>]) -> Result<Vec<CaptionScore>> {
         let judge = self.judge()?;
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| Error::invalid(format!("judge runtime: {e}")))?;
-        let results = rt.block_on(futures::future::join_all(
-            inputs.iter().map(|i| self.score_caption(&judge, i)),
+        let results = self.runtime.block_on(futures::future::join_all(
+            inputs.iter().map(|i| self.score_caption(judge, i)),
         ));
         results
             .into_iter()
@@ -303,11 +302,7 @@ impl CaptionScorer for JudgeScorer {
     }
 
     fn usage(&self) -> Option<Value> {
-        let judge = self
-            .judge
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()?;
+        let judge = self.judge.as_ref()?;
         let mut v = serde_json::to_value(judge.usage()).ok()?;
         v["model"] = json!(judge.model());
         v["cache"] = json!(judge.cache().path().display().to_string());

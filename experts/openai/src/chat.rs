@@ -3,7 +3,6 @@
 //! would repeat and credentials kept out of every message. The `openai`
 //! expert and the caption judge (`rediff-judge`) both talk through it.
 
-use std::path::Path;
 use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
@@ -16,7 +15,6 @@ use tokio::sync::Semaphore;
 use crate::breaker::Breaker;
 use crate::failure::{redact_url, usage_of, CallError};
 use crate::options::{OpenAiOptions, OptionError, TokenField};
-use crate::prompt::image_data_url;
 
 /// A credential: shown as `***` by `Debug`.
 #[derive(Clone)]
@@ -96,18 +94,13 @@ fn secret_from_env(var: &str, key: &'static str) -> Result<Secret, OptionError> 
 }
 
 /// A chat-completions request body: `system` and `user` messages (the user
-/// message with the image as a `data:` URL when one is given), with the
-/// options' temperature, reply cap, stop sequences and seed.
-pub fn chat_body(
-    options: &OpenAiOptions,
-    system: &str,
-    user: &str,
-    image: Option<&Path>,
-) -> Result<Value, String> {
+/// message with an image part when `image`, a `data:` or `https:` URL, is
+/// given), with the options' temperature, reply cap, stop sequences and seed.
+pub fn chat_body(options: &OpenAiOptions, system: &str, user: &str, image: Option<&str>) -> Value {
     let user = match image {
-        Some(path) => json!([
+        Some(url) => json!([
             { "type": "text", "text": user },
-            { "type": "image_url", "image_url": { "url": image_data_url(path)? } }
+            { "type": "image_url", "image_url": { "url": url } }
         ]),
         // A plain string: templates that reject content lists accept it.
         None => json!(user),
@@ -137,7 +130,7 @@ pub fn chat_body(
     if !options.stop.is_empty() {
         body["stop"] = json!(options.stop);
     }
-    Ok(body)
+    body
 }
 
 impl ChatClient {

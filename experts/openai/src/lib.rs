@@ -34,7 +34,7 @@ pub use chat::{chat_body, ChatAnswer, ChatClient, ChatError};
 pub use client::OpenAiExpert;
 pub use options::{ImageMode, OpenAiOptions, OptionError, TokenField};
 pub use parse::parse_reply;
-pub use prompt::{image_data_url, system_prompt};
+pub use prompt::{data_url, image_data_url, system_prompt};
 
 use std::sync::Arc;
 

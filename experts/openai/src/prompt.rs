@@ -52,6 +52,12 @@ pub fn system_prompt(options: &OpenAiOptions) -> String {
 /// `data:<mime>;base64,<bytes>` for an image file, read as it is on disk.
 pub fn image_data_url(path: &std::path::Path) -> Result<String, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("image {}: {e}", path.display()))?;
+    Ok(data_url(&bytes, path))
+}
+
+/// `data:<mime>;base64,<bytes>` for an image's `bytes` (read already), the
+/// type named by `path`'s extension.
+pub fn data_url(bytes: &[u8], path: &std::path::Path) -> String {
     let mime = match path
         .extension()
         .and_then(|e| e.to_str())
@@ -63,10 +69,10 @@ pub fn image_data_url(path: &std::path::Path) -> Result<String, String> {
         Some("gif") => "image/gif",
         _ => "image/png",
     };
-    Ok(format!(
+    format!(
         "data:{mime};base64,{}",
         base64::engine::general_purpose::STANDARD.encode(bytes)
-    ))
+    )
 }
 
 /// The chat-completions request body for one draft.
@@ -76,10 +82,15 @@ pub fn request_body(options: &OpenAiOptions, request: &ExpertRequest) -> Result<
         request.question, request.reference, request.draft
     );
     let image = match options.image {
-        ImageMode::DataUrl => Some(request.image.as_path()),
+        ImageMode::DataUrl => Some(image_data_url(&request.image)?),
         ImageMode::None => None,
     };
-    chat_body(options, &system_prompt(options), &text, image)
+    Ok(chat_body(
+        options,
+        &system_prompt(options),
+        &text,
+        image.as_deref(),
+    ))
 }
 
 #[cfg(test)]

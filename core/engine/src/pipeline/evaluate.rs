@@ -93,13 +93,8 @@ pub fn evaluate_run(
         None => models_of_run(&opts.run_dir)?,
     };
     let run_opts = RunOptions {
-        out_dir: opts.run_dir.clone(),
-        resume: false,
-        retry_all: false,
-        accept_changes: false,
         progress: opts.progress,
-        interrupt: Default::default(),
-        shard: Default::default(),
+        ..RunOptions::new(&opts.run_dir)
     };
     let assembled = assembled;
     let multi = opts.progress.then(MultiProgress::new);

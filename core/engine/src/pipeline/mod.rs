@@ -71,6 +71,22 @@ pub struct RunOptions {
     pub shard: Shard,
 }
 
+impl RunOptions {
+    /// A fresh single-process run into `out_dir`: no resume, no progress
+    /// bars, never interrupted (set fields to change that).
+    pub fn new(out_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            out_dir: out_dir.into(),
+            resume: false,
+            retry_all: false,
+            accept_changes: false,
+            progress: false,
+            interrupt: Arc::default(),
+            shard: Shard::SINGLE,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::run::record_configuration;
@@ -83,13 +99,9 @@ mod tests {
 
     fn options(dir: &Path, resume: bool, accept_changes: bool) -> RunOptions {
         RunOptions {
-            out_dir: dir.to_path_buf(),
             resume,
-            retry_all: false,
             accept_changes,
-            progress: false,
-            interrupt: Arc::default(),
-            shard: Shard::SINGLE,
+            ..RunOptions::new(dir)
         }
     }
 
